@@ -1,0 +1,26 @@
+# pooldiag: PGXS build.  See README.md for how to build, install and test.
+
+MODULE_big = pooldiag
+OBJS = \
+	src/pooldiag.o \
+	src/registry.o \
+	src/hooks.o \
+	src/event_ring.o \
+	src/worker.o \
+	src/flush.o \
+	src/policy.o \
+	src/views.o
+
+EXTENSION = pooldiag
+DATA = pooldiag--1.0.sql
+PGFILEDESC = "pooldiag - connection hygiene for pooled applications"
+
+# pg_regress runs against a private cluster that preloads pooldiag.
+REGRESS = setup sessions guc privileges events policy
+REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=./tmp_check
+
+TAP_TESTS = 1
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,117 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_ring.h
+ *		Fixed-size event records and the shared-memory ring that carries
+ *		them from the backends to the worker.  See event_ring.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef POOLDIAG_EVENT_RING_H
+#define POOLDIAG_EVENT_RING_H
+
+#include "port/atomics.h"
+#include "utils/timestamp.h"
+
+/* Event kinds.  Names are in pgd_event_name(); never reorder (stored). */
+typedef enum PgdEventType
+{
+	PGD_EV_CONNECT = 1,
+	PGD_EV_DISCONNECT,
+	PGD_EV_CHECKOUT,
+	PGD_EV_CHECKIN,
+	PGD_EV_REJECTED,
+	PGD_EV_TERMINATE,
+	PGD_EV_WOULD_TERMINATE,
+	PGD_EV_LEAK_SUSPECT
+} PgdEventType;
+
+/* Reasons.  Names are in pgd_reason_name(). */
+typedef enum PgdReason
+{
+	PGD_R_NONE = 0,
+	/* disconnect */
+	PGD_R_NORMAL,
+	PGD_R_CLIENT_EOF,
+	PGD_R_FATAL,
+	PGD_R_KILLED,
+	/* rejected */
+	PGD_R_TOO_MANY_CONNECTIONS,
+	PGD_R_ROLE_CONNECTION_LIMIT,
+	PGD_R_DATABASE_CONNECTION_LIMIT,
+	PGD_R_AUTHENTICATION_FAILED,
+	PGD_R_DATABASE_DOES_NOT_EXIST,
+	PGD_R_CANNOT_CONNECT_NOW,
+	/* terminate, would_terminate */
+	PGD_R_IDLE_TIMEOUT,
+	PGD_R_MAX_LIFETIME,
+	PGD_R_IDLE_IN_TRANSACTION_TIMEOUT,
+	PGD_R_DRAIN
+} PgdReason;
+
+/*
+ * One event.  Fixed size, so that appending is a copy into a ring cell.
+ * The meaning of detail[] depends on the event type; flush.c turns it into
+ * the jsonb "detail" column (see pgd_event_detail_json()).
+ */
+typedef struct PgdEvent
+{
+	uint64		position;		/* ring position, set by the ring */
+	TimestampTz event_time;
+	TimestampTz backend_start;	/* 0 if unknown */
+	int32		pid;
+	uint8		type;			/* PgdEventType */
+	uint8		reason;			/* PgdReason */
+	uint8		client_family;	/* AF_INET, AF_INET6 or 0 (none/Unix) */
+	uint8		client_addr[16];
+	NameData	datname;
+	NameData	usename;
+	char		application_name[NAMEDATALEN];
+	int64		detail[4];
+} PgdEvent;
+
+/* detail[] slots per type, shared by producers and flush.c. */
+#define PGD_D_DISCONNECT_CHECKOUTS		0
+#define PGD_D_DISCONNECT_HOLD_US		1
+#define PGD_D_DISCONNECT_IDLE_US		2
+#define PGD_D_CHECKIN_START				0
+#define PGD_D_CHECKIN_HOLD_US			1
+#define PGD_D_REJECTED_SQLSTATE			0
+#define PGD_D_TERMINATE_IDLE_US			0
+#define PGD_D_TERMINATE_DEADLINE		1
+#define PGD_D_TERMINATE_CHECKOUTS		2
+#define PGD_D_LEAK_START				0
+#define PGD_D_LEAK_HOLD_US				1
+#define PGD_D_LEAK_THRESHOLD_MS			2
+
+extern const char *pgd_event_name(uint8 type);
+extern const char *pgd_reason_name(uint8 reason);
+
+extern Size pgd_ring_shmem_size(void);
+extern void pgd_ring_shmem_init(void);
+
+/* Producers: any process, even one without a PGPROC. */
+extern bool pgd_ring_append(PgdEvent *event);
+
+/* The single consumer (the worker). */
+extern int	pgd_ring_peek(PgdEvent *events, int max_events);
+extern void pgd_ring_release(int nevents);
+extern void pgd_ring_discard_oldest(uint64 keep);
+
+/* Readers: a non-destructive copy of what is queued now. */
+extern int	pgd_ring_snapshot(PgdEvent *events, int max_events);
+
+/* Counters for pooldiag.health. */
+typedef struct PgdRingCounters
+{
+	uint64		queued;
+	uint64		appended;
+	uint64		dropped;
+	uint64		discarded;
+	uint32		capacity;
+} PgdRingCounters;
+extern void pgd_ring_counters(PgdRingCounters *counters);
+
+/* The worker publishes its latch here; producers wake it when half full. */
+extern void pgd_ring_set_consumer_latch(struct Latch *latch);
+
+#endif							/* POOLDIAG_EVENT_RING_H */

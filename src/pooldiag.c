@@ -1,0 +1,274 @@
+/*-------------------------------------------------------------------------
+ *
+ * pooldiag.c
+ *		Loading, settings and shared-memory set-up of pooldiag.
+ *
+ * pooldiag works only from shared_preload_libraries: its registry, event
+ * ring and worker live in shared memory sized at postmaster start.  Loaded
+ * any other way, _PG_init() does nothing and every SQL function reports how
+ * to load it (pgd_require_loaded()).
+ *
+ * Shared memory is requested in shmem_request_hook and carved out in
+ * shmem_startup_hook under AddinShmemInitLock, one named struct per module;
+ * each module's header comment states its own locking rules.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <float.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+#include "event_ring.h"
+#include "policy.h"
+#include "pooldiag.h"
+#include "registry.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+bool		pgd_loaded = false;
+
+/* Settings: see README.md for what each one does. */
+int			pgd_event_buffer_size = 32768;
+char	   *pgd_database = NULL;
+int			pgd_flush_interval_ms = 1000;
+int			pgd_log_checkouts = PGD_LOG_CHECKOUTS_SLOW;
+int			pgd_log_min_hold_ms = 1000;
+int			pgd_events_retention_s = 7 * 24 * 3600;
+int			pgd_naptime_ms = 1000;
+int			pgd_idle_timeout_ms = 0;
+int			pgd_max_lifetime_ms = 0;
+double		pgd_lifetime_jitter = 0.1;
+int			pgd_recycle_min_idle_ms = 1000;
+int			pgd_idle_in_transaction_timeout_ms = 0;
+int			pgd_leak_threshold_ms = 60 * 1000;
+int			pgd_max_terminations_per_second = 10;
+bool		pgd_dry_run = false;
+bool		pgd_exempt_superusers = true;
+char	   *pgd_exempt_roles = NULL;
+char	   *pgd_exempt_applications = NULL;
+
+static const struct config_enum_entry log_checkouts_options[] = {
+	{"none", PGD_LOG_CHECKOUTS_NONE, false},
+	{"slow", PGD_LOG_CHECKOUTS_SLOW, false},
+	{"all", PGD_LOG_CHECKOUTS_ALL, false},
+	{NULL, 0, false}
+};
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void pgd_shmem_request(void);
+static void pgd_shmem_startup(void);
+static void pgd_define_settings(void);
+
+void
+_PG_init(void)
+{
+	/*
+	 * Without shared_preload_libraries there is no shared memory to track
+	 * anything in; stay inert and let the SQL functions explain.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	pgd_define_settings();
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = pgd_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = pgd_shmem_startup;
+
+	pgd_install_hooks();
+	pgd_register_worker();
+
+	pgd_loaded = true;
+}
+
+/*
+ * Raise a clear error unless the library was preloaded.  Every SQL-callable
+ * function calls this first.
+ */
+void
+pgd_require_loaded(void)
+{
+	if (!pgd_loaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pooldiag must be loaded via \"shared_preload_libraries\""),
+				 errhint("Add pooldiag to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+}
+
+static void
+pgd_shmem_request(void)
+{
+	Size		size;
+
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+
+	size = pgd_registry_shmem_size();
+	size = add_size(size, pgd_ring_shmem_size());
+	size = add_size(size, pgd_worker_shmem_size());
+	size = add_size(size, pgd_policy_shmem_size());
+	RequestAddinShmemSpace(size);
+}
+
+static void
+pgd_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	pgd_registry_shmem_init();
+	pgd_ring_shmem_init();
+	pgd_worker_shmem_init();
+	pgd_policy_shmem_init();
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+pgd_define_settings(void)
+{
+	/* The event pipeline. */
+	DefineCustomIntVariable("pooldiag.event_buffer_size",
+							"Number of events the shared-memory ring holds before new ones are dropped.",
+							NULL,
+							&pgd_event_buffer_size,
+							32768, 64, 16 * 1024 * 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("pooldiag.database",
+							   "Database the pooldiag worker connects to and writes pooldiag.events in.",
+							   NULL,
+							   &pgd_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("pooldiag.flush_interval",
+							"Longest time queued events wait before the worker writes them.",
+							NULL,
+							&pgd_flush_interval_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomEnumVariable("pooldiag.log_checkouts",
+							 "Which checkouts are recorded as events: none, slow ones, or all.",
+							 NULL,
+							 &pgd_log_checkouts,
+							 PGD_LOG_CHECKOUTS_SLOW,
+							 log_checkouts_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("pooldiag.log_min_hold",
+							"Hold time from which a checkin is recorded when log_checkouts is \"slow\".",
+							NULL,
+							&pgd_log_min_hold_ms,
+							1000, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pooldiag.events_retention",
+							"Age after which the worker deletes rows of pooldiag.events; 0 keeps them.",
+							NULL,
+							&pgd_events_retention_s,
+							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/* Enforcement. */
+	DefineCustomIntVariable("pooldiag.naptime",
+							"Longest time the worker sleeps between two scans of the sessions.",
+							NULL,
+							&pgd_naptime_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pooldiag.idle_timeout",
+							"Closes sessions idle outside a transaction for longer than this; 0 disables.",
+							NULL,
+							&pgd_idle_timeout_ms,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							pgd_check_policy_setting, pgd_assign_idle_timeout, NULL);
+	DefineCustomIntVariable("pooldiag.max_lifetime",
+							"Closes idle sessions older than this (their recycle age); 0 disables.",
+							NULL,
+							&pgd_max_lifetime_ms,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							pgd_check_policy_setting, pgd_assign_max_lifetime, NULL);
+	DefineCustomRealVariable("pooldiag.lifetime_jitter",
+							 "Largest fraction by which a session's lifetime is randomly shortened.",
+							 NULL,
+							 &pgd_lifetime_jitter,
+							 0.1, 0.0, 0.5,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("pooldiag.recycle_min_idle",
+							"How long a session past its lifetime must have been idle before it is closed.",
+							NULL,
+							&pgd_recycle_min_idle_ms,
+							1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pooldiag.idle_in_transaction_timeout",
+							"Closes sessions idle inside a transaction for longer than this; 0 disables.",
+							NULL,
+							&pgd_idle_in_transaction_timeout_ms,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							pgd_check_policy_setting, pgd_assign_idle_in_transaction_timeout, NULL);
+	DefineCustomIntVariable("pooldiag.leak_threshold",
+							"Hold time from which a checkout is recorded as a leak suspect; 0 disables.",
+							NULL,
+							&pgd_leak_threshold_ms,
+							60 * 1000, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							pgd_check_policy_setting, pgd_assign_leak_threshold, NULL);
+	DefineCustomIntVariable("pooldiag.max_terminations_per_second",
+							"Most sessions the worker closes per second; 0 means no limit.",
+							NULL,
+							&pgd_max_terminations_per_second,
+							10, 0, 100000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("pooldiag.dry_run",
+							 "Records would_terminate events instead of closing sessions.",
+							 NULL,
+							 &pgd_dry_run,
+							 false,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("pooldiag.exempt_superusers",
+							 "Never closes sessions of superusers.",
+							 NULL,
+							 &pgd_exempt_superusers,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("pooldiag.exempt_roles",
+							   "Comma-separated role names whose sessions are never closed.",
+							   NULL,
+							   &pgd_exempt_roles,
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   pgd_check_name_list, pgd_assign_exempt_roles, NULL);
+	DefineCustomStringVariable("pooldiag.exempt_applications",
+							   "Comma-separated application_name patterns (* matches anything) never closed.",
+							   NULL,
+							   &pgd_exempt_applications,
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   pgd_check_pattern_list, pgd_assign_exempt_applications, NULL);
+
+	MarkGUCPrefixReserved("pooldiag");
+}

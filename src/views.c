@@ -1,0 +1,342 @@
+/*-------------------------------------------------------------------------
+ *
+ * views.c
+ *		SQL-callable functions: the set-returning functions behind
+ *		pooldiag.sessions, pooldiag.health and pooldiag.recent_events(),
+ *		and pooldiag.drain().
+ *
+ * Privacy follows pg_stat_activity: every role sees that a session exists,
+ * with its pid, database and role; the rest of the row (application_name,
+ * client address, state and timings) is shown only to roles that have the
+ * privileges of the session's role, and to members of pg_read_all_stats.
+ * Events follow the same rule, by the event's role.
+ *
+ * These functions only read shared state (see registry.c and event_ring.c
+ * for how), except pooldiag.drain(), which sets the atomic drain_pid of the
+ * slots it is allowed to mark and wakes the worker.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "event_ring.h"
+#include "flush.h"
+#include "hooks.h"
+#include "policy.h"
+#include "pooldiag.h"
+#include "registry.h"
+#include "worker.h"
+
+PG_FUNCTION_INFO_V1(pooldiag_sessions);
+PG_FUNCTION_INFO_V1(pooldiag_health);
+PG_FUNCTION_INFO_V1(pooldiag_recent_events);
+PG_FUNCTION_INFO_V1(pooldiag_drain);
+
+#define PGD_SESSIONS_COLS	24
+#define PGD_HEALTH_COLS		13
+
+static Datum
+pgd_interval_datum(int64 us)
+{
+	Interval   *result = palloc0(sizeof(Interval));
+
+	result->time = us;
+	return IntervalPGetDatum(result);
+}
+
+/* May the current user see the private detail of role's sessions? */
+static bool
+pgd_can_see_role(Oid roleid)
+{
+	Oid			me = GetUserId();
+
+	return has_privs_of_role(me, roleid) ||
+		has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
+}
+
+/* Returns false for a session without an IP address (Unix socket). */
+static bool
+pgd_client_addr_datum(const SockAddr *addr, Datum *result)
+{
+	PgdEvent	ev;
+	char		text[INET6_ADDRSTRLEN];
+
+	memset(&ev, 0, sizeof(ev));
+	pgd_event_set_client_addr(&ev, (const struct sockaddr *) &addr->addr);
+	if (ev.client_family == 0 ||
+		inet_ntop(ev.client_family, ev.client_addr, text, sizeof(text)) == NULL)
+		return false;
+	*result = DirectFunctionCall1(inet_in, CStringGetDatum(text));
+	return true;
+}
+
+static void
+pgd_set_ms_interval(Datum *values, bool *nulls, int col, int ms)
+{
+	if (ms > 0)
+		values[col] = pgd_interval_datum((int64) ms * 1000);
+	else
+		nulls[col] = true;
+}
+
+static void
+pgd_set_timestamp(Datum *values, bool *nulls, int col, TimestampTz ts)
+{
+	if (ts != 0)
+		values[col] = TimestampTzGetDatum(ts);
+	else
+		nulls[col] = true;
+}
+
+Datum
+pooldiag_sessions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz now = GetCurrentTimestamp();
+	PgdSessionSnapshot snap;
+
+	pgd_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+
+	for (int i = 0; i < pgd_registry_size(); i++)
+	{
+		Datum		values[PGD_SESSIONS_COLS];
+		bool		nulls[PGD_SESSIONS_COLS];
+		const PgdSlot *slot = &snap.slot;
+		char	   *datname;
+		char	   *usename;
+		const char *state;
+		PgdVerdict	verdict;
+		bool		checked_out;
+
+		if (!pgd_registry_read(i, &snap))
+			continue;
+
+		memset(nulls, true, sizeof(nulls));
+		values[0] = Int32GetDatum(slot->pid);
+		nulls[0] = false;
+		datname = get_database_name(slot->databaseid);
+		if (datname)
+		{
+			values[1] = CStringGetDatum(datname);
+			values[1] = DirectFunctionCall1(namein, values[1]);
+			nulls[1] = false;
+		}
+		usename = GetUserNameFromId(slot->roleid, true);
+		if (usename)
+		{
+			values[2] = DirectFunctionCall1(namein, CStringGetDatum(usename));
+			nulls[2] = false;
+		}
+
+		if (pgd_can_see_role(slot->roleid))
+		{
+			checked_out = slot->checkout_start != 0;
+			pgd_policy_evaluate(&snap, usename, now, &verdict);
+			memset(nulls + 3, false, sizeof(bool) * (PGD_SESSIONS_COLS - 3));
+
+			values[3] = CStringGetTextDatum(snap.application_name);
+			nulls[4] = !pgd_client_addr_datum(&snap.client_addr, &values[4]);
+			values[5] = TimestampTzGetDatum(slot->backend_start);
+			state = pgd_backend_state_name(snap.state);
+			if (state)
+				values[6] = CStringGetTextDatum(state);
+			else
+				nulls[6] = true;
+			pgd_set_timestamp(values, nulls, 7, snap.state_change);
+			values[8] = pgd_interval_datum(now - slot->backend_start);
+			if (checked_out)
+				nulls[9] = true;
+			else
+				values[9] = pgd_interval_datum(Max(now - slot->last_checkin, 0));
+			values[10] = Int64GetDatum(slot->checkouts);
+			pgd_set_timestamp(values, nulls, 11, slot->checkout_start);
+			/* Totals include the checkout or idle period under way. */
+			values[12] = pgd_interval_datum(slot->hold_time_us +
+											(checked_out ? Max(now - slot->checkout_start, 0) : 0));
+			values[13] = pgd_interval_datum(slot->idle_time_us +
+											(checked_out ? 0 : Max(now - slot->last_checkin, 0)));
+			pgd_set_timestamp(values, nulls, 14, verdict.recycle_at);
+			pgd_set_timestamp(values, nulls, 15, verdict.terminate_at);
+			if (verdict.terminate_at != 0)
+				values[16] = CStringGetTextDatum(pgd_reason_name(verdict.terminate_reason));
+			else
+				nulls[16] = true;
+			values[17] = BoolGetDatum(verdict.exemption != PGD_NOT_EXEMPT);
+			if (verdict.exemption != PGD_NOT_EXEMPT)
+				values[18] = CStringGetTextDatum(pgd_exemption_name(verdict.exemption));
+			else
+				nulls[18] = true;
+			values[19] = BoolGetDatum(snap.draining);
+			pgd_set_ms_interval(values, nulls, 20, verdict.effective_ms[PGD_IDLE_TIMEOUT]);
+			pgd_set_ms_interval(values, nulls, 21, verdict.effective_ms[PGD_MAX_LIFETIME]);
+			pgd_set_ms_interval(values, nulls, 22,
+								verdict.effective_ms[PGD_IDLE_IN_TRANSACTION_TIMEOUT]);
+			pgd_set_ms_interval(values, nulls, 23, verdict.effective_ms[PGD_LEAK_THRESHOLD]);
+		}
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+Datum
+pooldiag_health(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[PGD_HEALTH_COLS];
+	bool		nulls[PGD_HEALTH_COLS];
+	PgdRingCounters ring;
+	PgdWorkerShared worker;
+
+	pgd_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	pgd_ring_counters(&ring);
+	SpinLockAcquire(&pgd_worker_shared->mutex);
+	memcpy(&worker, pgd_worker_shared, sizeof(worker));
+	SpinLockRelease(&pgd_worker_shared->mutex);
+
+	memset(nulls, false, sizeof(nulls));
+	values[0] = Int64GetDatum((int64) ring.queued);
+	values[1] = Int64GetDatum((int64) ring.dropped);
+	values[2] = Int64GetDatum((int64) worker.events_written);
+	pgd_set_timestamp(values, nulls, 3, worker.last_flush);
+	if (worker.pid != 0)
+		values[4] = Int32GetDatum(worker.pid);
+	else
+		nulls[4] = true;
+	values[5] = CStringGetTextDatum(pgd_worker_state_name(worker.state));
+	values[6] = Int64GetDatum((int64) ring.discarded);
+	values[7] = Int32GetDatum((int32) ring.capacity);
+	values[8] = Int64GetDatum((int64) worker.terminations);
+	values[9] = Int64GetDatum((int64) worker.would_terminations);
+	values[10] = Int64GetDatum((int64) worker.leak_suspects);
+	values[11] = Int64GetDatum((int64) worker.scans);
+	if (worker.scan_slots > 0)
+		values[12] = Float8GetDatum((double) worker.scan_cpu_ns / worker.scan_slots);
+	else
+		nulls[12] = true;
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+Datum
+pooldiag_recent_events(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PgdRingCounters ring;
+	PgdEvent   *events;
+	int			n;
+	bool		see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+
+	pgd_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+
+	pgd_ring_counters(&ring);
+	events = palloc(sizeof(PgdEvent) * ring.capacity);
+	n = pgd_ring_snapshot(events, ring.capacity);
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[PGD_EVENT_NCOLUMNS];
+		bool		nulls[PGD_EVENT_NCOLUMNS];
+
+		if (!see_all)
+		{
+			Oid			roleid = get_role_oid(NameStr(events[i].usename), true);
+
+			if (!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid))
+				continue;
+		}
+		pgd_event_values(&events[i], pgd_event_id(&events[i]), values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	pfree(events);
+	return (Datum) 0;
+}
+
+/*
+ * pooldiag.drain(datname, usename, application_name): mark every matching
+ * session to be closed the next time it is idle outside a transaction.
+ * NULL arguments match anything.  The caller's own session is never marked.
+ * Permission per session is pg_terminate_backend()'s.
+ */
+Datum
+pooldiag_drain(PG_FUNCTION_ARGS)
+{
+	Oid			dbid = InvalidOid;
+	Oid			roleid = InvalidOid;
+	char	   *appname = NULL;
+	int			marked = 0;
+	int			denied = 0;
+	PgdSessionSnapshot snap;
+
+	pgd_require_loaded();
+
+	if (!PG_ARGISNULL(0))
+	{
+		dbid = get_database_oid(NameStr(*PG_GETARG_NAME(0)), true);
+		if (!OidIsValid(dbid))
+			PG_RETURN_INT32(0);
+	}
+	if (!PG_ARGISNULL(1))
+	{
+		roleid = get_role_oid(NameStr(*PG_GETARG_NAME(1)), true);
+		if (!OidIsValid(roleid))
+			PG_RETURN_INT32(0);
+	}
+	if (!PG_ARGISNULL(2))
+		appname = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	for (int i = 0; i < pgd_registry_size(); i++)
+	{
+		const PgdSlot *slot = &snap.slot;
+
+		if (!pgd_registry_read(i, &snap) || slot->pid == MyProcPid)
+			continue;
+		if ((OidIsValid(dbid) && slot->databaseid != dbid) ||
+			(OidIsValid(roleid) && slot->roleid != roleid) ||
+			(appname && strcmp(snap.application_name, appname) != 0))
+			continue;
+
+		/* The rules of pg_terminate_backend(). */
+		if ((slot->is_superuser && !superuser()) ||
+			(!has_privs_of_role(GetUserId(), slot->roleid) &&
+			 !has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND)))
+		{
+			denied++;
+			continue;
+		}
+
+		pg_atomic_write_u32(&pgd_registry_slot(i)->drain_pid, (uint32) slot->pid);
+		marked++;
+	}
+
+	if (denied > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg_plural("permission denied to drain %d matching session",
+							   "permission denied to drain %d matching sessions",
+							   denied, denied),
+				 errdetail("Only roles with the privileges of the role of the session or of pg_signal_backend may drain it, and only superusers may drain sessions of superusers.")));
+
+	if (marked > 0)
+		pgd_worker_wake();
+	PG_RETURN_INT32(marked);
+}
