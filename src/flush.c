@@ -57,7 +57,7 @@
 /* Rows deleted per retention transaction, and transactions per pass. */
 #define PGD_RETENTION_BATCH		5000
 #define PGD_RETENTION_MAX_BATCHES	10
-#define PGD_RETENTION_EVERY_US	(10 * USECS_PER_SEC)
+#define PGD_RETENTION_EVERY_US	(5 * USECS_PER_SEC)
 
 static const Oid pgd_column_types[PGD_EVENT_NCOLUMNS] = {
 	INT8OID,					/* event_id */

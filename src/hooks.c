@@ -13,7 +13,7 @@
  *								is a rejected connection attempt.  This may
  *								run before InitProcess(), without a PGPROC,
  *								so it touches only the lock-free event ring.
- *	 XACT_EVENT_COMMIT			the first commit of a pending session closes
+ *	 XACT_EVENT_PRE_COMMIT		the first commit of a pending session closes
  *								InitPostgres()'s transaction: every check has
  *								passed and per-role/database settings are in
  *								effect.  The session attaches its registry
@@ -413,13 +413,18 @@ pgd_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			/*
+			 * InitPostgres() is about to commit: every connection check has
+			 * passed.  Attach now rather than at COMMIT, while catalog look-
+			 * ups (superuser_arg()) are still allowed.
+			 */
+			if (unlikely(pgd_session_pending))
+				pgd_establish_session();
+			break;
+
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
-			if (pgd_session_pending && event == XACT_EVENT_COMMIT)
-			{
-				pgd_establish_session();
-				return;
-			}
 			if (pgd_my_slot == NULL || pgd_procedure_depth > 0)
 				return;
 			if (pgd_block.chained)

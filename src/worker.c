@@ -359,6 +359,9 @@ pgd_close_session(const PgdCandidate *cand, const PgdSessionSnapshot *decided,
  * One enforcement scan.  Returns the next time something becomes due
  * (0 if nothing is known), for the sleep.
  */
+static TimestampTz pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
+											TimestampTz now, TimestampTz next_wake);
+
 static TimestampTz
 pgd_enforce(void)
 {
@@ -370,6 +373,7 @@ pgd_enforce(void)
 	int64		cpu_ns;
 	PgdSessionSnapshot snap;
 	bool		need_transaction = false;
+	volatile TimestampTz wake;
 
 #define WAKE_AT(t) \
 	do { if ((t) > now && (next_wake == 0 || (t) < next_wake)) next_wake = (t); } while (0)
@@ -416,12 +420,48 @@ pgd_enforce(void)
 
 	if (ncandidates == 0 && !need_transaction)
 		return next_wake;
+	wake = next_wake;
 
 	/* Names for the events and exempt_roles need the catalogs. */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	PG_TRY();
+	{
+		wake = pgd_act_on_due_sessions(ncandidates, need_transaction,
+									   now, next_wake);
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		/*
+		 * Never let one bad scan end the worker: report, clean up, and try
+		 * again at the next one.
+		 */
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(TopMemoryContext);
+	}
+	PG_END_TRY();
+	return wake;
+#undef WAKE_AT
+}
 
-	if (need_transaction)
+/*
+ * The part of a scan that needs a transaction: record leak suspects, then
+ * close due sessions oldest deadline first, within the rate limit.
+ */
+static TimestampTz
+pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
+						TimestampTz now, TimestampTz next_wake)
+{
+	int			nslots = pgd_registry_size();
+	PgdSessionSnapshot snap;
+
+#define WAKE_AT(t) \
+	do { if ((t) > now && (next_wake == 0 || (t) < next_wake)) next_wake = (t); } while (0)
+
+	if (need_leak_pass)
 	{
 		for (int i = 0; i < nslots; i++)
 		{
@@ -460,8 +500,6 @@ pgd_enforce(void)
 		if (pgd_close_session(&candidates[c], &snap, now) && !pgd_dry_run)
 			termination_tokens -= 1.0;
 	}
-
-	CommitTransactionCommand();
 	return next_wake;
 #undef WAKE_AT
 }

@@ -134,5 +134,34 @@ is( $node->safe_psql(
 	'every session of the burst has its connect and disconnect');
 is($node->safe_psql('postgres', 'SELECT events_dropped FROM pooldiag.health'), '0', 'nothing dropped');
 
+#
+# 3. Retention: rows older than pooldiag.events_retention go, in batches;
+#    0 keeps everything.
+#
+$node->safe_psql('postgres', q{
+ALTER SYSTEM SET pooldiag.events_retention = 0;
+ALTER SYSTEM SET pooldiag.flush_interval = '200ms';
+SELECT pg_reload_conf();
+INSERT INTO pooldiag.events (event_id, event_time, event)
+  SELECT -22001 + i, now() - interval '8 days', 'connect' FROM generate_series(1, 12000) i;
+INSERT INTO pooldiag.events (event_id, event_time, event)
+  SELECT -11 + i, now() - interval '6 days', 'connect' FROM generate_series(1, 10) i;
+});
+usleep(7_000_000);    # longer than one retention pass (5 s)
+is($node->safe_psql('postgres', 'SELECT count(*) FROM pooldiag.events WHERE event_id < 0'),
+	'12010', 'events_retention = 0 keeps every row');
+
+$node->safe_psql('postgres', q{
+ALTER SYSTEM SET pooldiag.events_retention = '7d';
+SELECT pg_reload_conf();
+});
+is( wait_for_value($node,
+		"SELECT count(*) FROM pooldiag.events WHERE event_time < now() - interval '7 days'", '0', 30),
+	'0', 'rows older than 7 days are deleted');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM pooldiag.events WHERE event_id < 0'),
+	'10', 'younger rows stay');
+cmp_ok($node->safe_psql('postgres', 'SELECT count(*) FROM pooldiag.events WHERE event_id > 0'),
+	'>=', 40, 'written events stay');
+
 $node->stop;
 done_testing();
