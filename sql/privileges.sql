@@ -5,10 +5,13 @@ CREATE ROLE regress_pooldiag_plain LOGIN;
 CREATE ROLE regress_pooldiag_stats LOGIN IN ROLE pg_read_all_stats;
 
 -- Object privileges: reading is public, writing and draining are not.
-SELECT relname, relacl FROM pg_class
+-- (The bootstrap superuser's name depends on who ran initdb.)
+SELECT relname, replace(relacl::text, current_user, 'SUPERUSER') AS relacl
+FROM pg_class
 WHERE relnamespace = 'pooldiag'::regnamespace AND relkind IN ('r', 'v')
 ORDER BY relname;
-SELECT proname, proacl FROM pg_proc
+SELECT proname, replace(proacl::text, current_user, 'SUPERUSER') AS proacl
+FROM pg_proc
 WHERE pronamespace = 'pooldiag'::regnamespace ORDER BY proname;
 
 -- This backend's session belongs to the superuser that opened it.  A plain

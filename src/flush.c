@@ -73,13 +73,26 @@ static const Oid pgd_column_types[PGD_EVENT_NCOLUMNS] = {
 	JSONBOID					/* detail */
 };
 
+/*
+ * One INSERT per batch: each column arrives as an array.  ROWS FROM with
+ * qualified unnest() rather than multi-argument unnest(), which exists only
+ * as unqualified syntax.
+ */
 static const char *pgd_insert_sql =
 "INSERT INTO pooldiag.events (event_id, event_time, event, reason, pid,"
 " backend_start, datname, usename, application_name, client_addr, detail)"
-" SELECT * FROM unnest($1::pg_catalog.int8[], $2::pg_catalog.timestamptz[],"
-" $3::pg_catalog.text[], $4::pg_catalog.text[], $5::pg_catalog.int4[],"
-" $6::pg_catalog.timestamptz[], $7::pg_catalog.name[], $8::pg_catalog.name[],"
-" $9::pg_catalog.text[], $10::pg_catalog.inet[], $11::pg_catalog.jsonb[])";
+" SELECT * FROM ROWS FROM ("
+" pg_catalog.unnest($1::pg_catalog.int8[]),"
+" pg_catalog.unnest($2::pg_catalog.timestamptz[]),"
+" pg_catalog.unnest($3::pg_catalog.text[]),"
+" pg_catalog.unnest($4::pg_catalog.text[]),"
+" pg_catalog.unnest($5::pg_catalog.int4[]),"
+" pg_catalog.unnest($6::pg_catalog.timestamptz[]),"
+" pg_catalog.unnest($7::pg_catalog.name[]),"
+" pg_catalog.unnest($8::pg_catalog.name[]),"
+" pg_catalog.unnest($9::pg_catalog.text[]),"
+" pg_catalog.unnest($10::pg_catalog.inet[]),"
+" pg_catalog.unnest($11::pg_catalog.jsonb[]))";
 
 static SPIPlanPtr insert_plan = NULL;
 static PgdEvent *batch = NULL;
@@ -383,7 +396,7 @@ pgd_write_batch(const PgdEvent *events, int n)
 			if (!base_known || !duplicates_checked)
 			{
 				table_max_event_id =
-					pgd_query_int8("SELECT max(event_id) FROM pooldiag.events");
+					pgd_query_int8("SELECT pg_catalog.max(event_id) FROM pooldiag.events");
 				duplicates_checked = true;
 			}
 			if (!base_known)

@@ -55,6 +55,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -146,7 +147,7 @@ pgd_register_worker(void)
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	/* ConsistentState: also on hot standbys. */
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 2;
+	worker.bgw_restart_time = 5;
 	strlcpy(worker.bgw_library_name, "pooldiag", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "pgd_worker_main", BGW_MAXLEN);
 	strlcpy(worker.bgw_name, "pooldiag worker", BGW_MAXLEN);
@@ -533,6 +534,13 @@ pgd_worker_main(Datum main_arg)
 	pgd_ring_set_consumer_latch(MyLatch);
 
 	BackgroundWorkerInitializeConnection(pgd_database, NULL, 0);
+
+	/*
+	 * The worker runs SQL as a superuser.  With only pg_catalog on the
+	 * search_path, no role that can create objects in some schema can
+	 * shadow a function or operator the worker's queries use.
+	 */
+	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	memo = MemoryContextAllocZero(TopMemoryContext,

@@ -111,6 +111,20 @@ wait_flushed($node);
 my $old_pid = $node->safe_psql('postgres', 'SELECT worker_pid FROM pooldiag.health');
 my $written_before = $node->safe_psql('postgres', 'SELECT events_written FROM pooldiag.health');
 
+# A role that may create objects in public tries to hijack the functions
+# the worker (a superuser) calls; the worker must not pick them up.
+$node->safe_psql(
+	'postgres', q{
+CREATE ROLE mallory LOGIN;
+GRANT CREATE ON SCHEMA public TO mallory;
+SET ROLE mallory;
+CREATE TABLE public.hijacked (who text);
+CREATE FUNCTION public.unnest(bigint[]) RETURNS SETOF bigint LANGUAGE sql
+  AS $$ INSERT INTO public.hijacked VALUES (current_user) RETURNING 1::bigint $$;
+CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql
+  AS $$ INSERT INTO public.hijacked VALUES (current_user) RETURNING pg_catalog.now() $$;
+});
+
 {
 	local $ENV{PGAPPNAME} = 'burst';
 	$node->safe_psql('postgres', "SELECT 1") for 1 .. 20;
@@ -133,6 +147,8 @@ is( $node->safe_psql(
 	'20|20',
 	'every session of the burst has its connect and disconnect');
 is($node->safe_psql('postgres', 'SELECT events_dropped FROM pooldiag.health'), '0', 'nothing dropped');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM public.hijacked'), '0',
+	'the worker never called functions planted in public');
 
 #
 # 3. Retention: rows older than pooldiag.events_retention go, in batches;
