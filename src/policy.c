@@ -316,20 +316,35 @@ pgd_exemption_name(PgdExemption exemption)
 	return NULL;
 }
 
-/* Idle outside a transaction, as far as both we and core can tell. */
+/*
+ * Idle outside a transaction, as far as both we and core can tell.  Without
+ * core's status (the worker's quick scan), our checkout accounting decides;
+ * the worker reads the status before it acts.
+ */
 static bool
 pgd_idle_outside_transaction(const PgdSessionSnapshot *snap)
 {
 	return snap->slot.checkout_start == 0 &&
-		(snap->state == STATE_IDLE || snap->state == STATE_DISABLED);
+		(!snap->has_status ||
+		 snap->state == STATE_IDLE || snap->state == STATE_DISABLED);
 }
 
+/* Only core knows whether a checked-out session is idle in a transaction. */
 static bool
 pgd_idle_in_transaction(const PgdSessionSnapshot *snap)
 {
-	return snap->slot.checkout_start != 0 &&
+	return snap->slot.checkout_start != 0 && snap->has_status &&
 		(snap->state == STATE_IDLEINTRANSACTION ||
 		 snap->state == STATE_IDLEINTRANSACTION_ABORTED);
+}
+
+/* The value of one policy setting in effect for a session; 0 = off. */
+int
+pgd_effective_ms(const PgdSlot *slot, PgdPolicySetting setting)
+{
+	if (slot->policy.own[setting] || pgd_file_policy == NULL)
+		return slot->policy.value_ms[setting];
+	return pgd_file_policy->value_ms[setting];
 }
 
 /*
@@ -357,7 +372,9 @@ pgd_consider(PgdVerdict *verdict, TimestampTz deadline, PgdReason reason)
 /*
  * Work out a session's effective policy, its pending deadline and whether
  * it is due now.  'rolname' may be NULL when the caller does not need the
- * exemption by role (it is then not reported).  Allocates nothing.
+ * exemption by role (it is then not reported); without core's status the
+ * exemption by application_name and the idle-in-transaction deadline are
+ * not reported either.  Allocates nothing.
  */
 void
 pgd_policy_evaluate(const PgdSessionSnapshot *snap, const char *rolname,
@@ -368,9 +385,7 @@ pgd_policy_evaluate(const PgdSessionSnapshot *snap, const char *rolname,
 	memset(verdict, 0, sizeof(PgdVerdict));
 
 	for (int i = 0; i < PGD_NUM_POLICY_SETTINGS; i++)
-		verdict->effective_ms[i] =
-			slot->policy.own[i] || pgd_file_policy == NULL ?
-			slot->policy.value_ms[i] : pgd_file_policy->value_ms[i];
+		verdict->effective_ms[i] = pgd_effective_ms(slot, i);
 
 	if (verdict->effective_ms[PGD_MAX_LIFETIME] > 0)
 	{
@@ -412,7 +427,8 @@ pgd_policy_evaluate(const PgdSessionSnapshot *snap, const char *rolname,
 		verdict->exemption = PGD_EXEMPT_SUPERUSER;
 	else if (pgd_list_matches(pgd_exempt_role_list, rolname, false))
 		verdict->exemption = PGD_EXEMPT_ROLE;
-	else if (pgd_list_matches(pgd_exempt_application_list,
+	else if (snap->has_status &&
+			 pgd_list_matches(pgd_exempt_application_list,
 							  snap->application_name, true))
 		verdict->exemption = PGD_EXEMPT_APPLICATION;
 }

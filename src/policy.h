@@ -56,6 +56,7 @@ typedef struct PgdVerdict
 extern void pgd_policy_evaluate(const PgdSessionSnapshot *snap,
 								const char *rolname, TimestampTz now,
 								PgdVerdict *verdict);
+extern int	pgd_effective_ms(const PgdSlot *slot, PgdPolicySetting setting);
 extern bool pgd_state_fits_reason(const PgdSessionSnapshot *snap,
 								  PgdReason reason);
 

@@ -188,10 +188,12 @@ pgd_registry_publish_policy(const PgdSessionPolicy *policy)
 }
 
 /*
- * Copy one slot consistently.  Returns false if the slot is free.
+ * Copy one slot consistently, without core's status fields (has_status is
+ * false).  Returns false if the slot is free.  This is all the worker's scan
+ * needs for most sessions, so it is kept to one small copy.
  */
 bool
-pgd_registry_read_slot(int index, PgdSlot *copy)
+pgd_registry_read_slot(int index, PgdSessionSnapshot *snap)
 {
 	volatile PgdSlot *slot = &pgd_slots[index];
 
@@ -205,7 +207,7 @@ pgd_registry_read_slot(int index, PgdSlot *copy)
 		uint32		after;
 
 		pg_read_barrier();
-		memcpy(copy, (PgdSlot *) slot, offsetof(PgdSlot, drain_pid));
+		memcpy(&snap->slot, (PgdSlot *) slot, offsetof(PgdSlot, drain_pid));
 		pg_read_barrier();
 		after = slot->changecount;
 		if (before == after && (before & 1) == 0)
@@ -213,27 +215,27 @@ pgd_registry_read_slot(int index, PgdSlot *copy)
 		/* The owner is mid-update; it finishes within a few instructions. */
 		CHECK_FOR_INTERRUPTS();
 	}
-	return copy->pid != 0;
-}
-
-/*
- * Copy one session: our slot, then the fields of core's status entry.  The
- * two copies are each consistent; a session that ended between them shows
- * up as a pid mismatch in core's entry, and is then reported as free.
- */
-bool
-pgd_registry_read(int index, PgdSessionSnapshot *snap)
-{
-	volatile PgBackendStatus *be;
-
-	if (!pgd_registry_read_slot(index, &snap->slot))
+	if (snap->slot.pid == 0)
 		return false;
 
 	snap->index = index;
+	snap->has_status = false;
 	snap->draining =
 		pg_atomic_read_u32(&pgd_slots[index].drain_pid) == (uint32) snap->slot.pid;
+	return true;
+}
 
-	be = snap->slot.beentry;
+/*
+ * Add the fields of core's status entry to a snapshot taken with
+ * pgd_registry_read_slot().  Each copy is consistent by itself; a session
+ * that ended between the two shows up as a pid mismatch in core's entry and
+ * is then reported as gone (false).
+ */
+bool
+pgd_registry_read_status(PgdSessionSnapshot *snap)
+{
+	volatile PgBackendStatus *be = snap->slot.beentry;
+
 	if (be == NULL)
 		return false;
 
@@ -263,5 +265,14 @@ pgd_registry_read(int index, PgdSessionSnapshot *snap)
 		CHECK_FOR_INTERRUPTS();
 	}
 	snap->application_name[NAMEDATALEN - 1] = '\0';
+	snap->has_status = true;
 	return true;
+}
+
+/* Copy one session completely: our slot, then core's status fields. */
+bool
+pgd_registry_read(int index, PgdSessionSnapshot *snap)
+{
+	return pgd_registry_read_slot(index, snap) &&
+		pgd_registry_read_status(snap);
 }

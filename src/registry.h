@@ -88,7 +88,8 @@ typedef struct PgdSessionSnapshot
 	PgdSlot		slot;			/* drain_pid is not copied; see draining */
 	bool		draining;
 
-	/* from core's entry */
+	/* from core's entry, valid only if has_status */
+	bool		has_status;
 	BackendState state;
 	TimestampTz state_change;
 	Oid			userid;
@@ -111,7 +112,8 @@ extern void pgd_registry_publish_policy(const PgdSessionPolicy *policy);
 
 /* Reader side: any process. */
 extern bool pgd_registry_read(int index, PgdSessionSnapshot *snap);
-extern bool pgd_registry_read_slot(int index, PgdSlot *copy);
+extern bool pgd_registry_read_slot(int index, PgdSessionSnapshot *snap);
+extern bool pgd_registry_read_status(PgdSessionSnapshot *snap);
 extern PgdSlot *pgd_registry_slot(int index);
 
 #endif							/* POOLDIAG_REGISTRY_H */

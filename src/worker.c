@@ -383,13 +383,28 @@ pgd_enforce(void)
 	{
 		PgdVerdict	verdict;
 
-		if (!pgd_registry_read(i, &snap))
+		/*
+		 * Most sessions need only our own slot.  Core's status is read for
+		 * a checked-out session that may be idle in a transaction, and for
+		 * one that is due, to see its state and application_name.
+		 */
+		if (!pgd_registry_read_slot(i, &snap))
 			continue;
 		pgd_forget_if_new_session(i, &snap);
 		if (memo[i].signalled)
 			continue;
+		if (snap.slot.checkout_start != 0 &&
+			pgd_effective_ms(&snap.slot, PGD_IDLE_IN_TRANSACTION_TIMEOUT) > 0 &&
+			!pgd_registry_read_status(&snap))
+			continue;
 
 		pgd_policy_evaluate(&snap, NULL, now, &verdict);
+		if (verdict.due && !snap.has_status)
+		{
+			if (!pgd_registry_read_status(&snap))
+				continue;
+			pgd_policy_evaluate(&snap, NULL, now, &verdict);
+		}
 
 		if (verdict.leak_at != 0)
 		{
