@@ -330,9 +330,11 @@ pgd_close_session(const PgdCandidate *cand, const PgdSessionSnapshot *decided,
 		if (kill(current.slot.pid, SIGTERM) != 0)
 #endif
 		{
-			ereport(WARNING,
-					(errmsg("could not send signal to process %d: %m",
-							current.slot.pid)));
+			/* ESRCH: it exited on its own after our check; nothing to do. */
+			if (errno != ESRCH)
+				ereport(WARNING,
+						(errmsg("could not send signal to process %d: %m",
+								current.slot.pid)));
 			return false;
 		}
 		m->signalled = true;
