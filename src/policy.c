@@ -391,7 +391,7 @@ pgd_policy_evaluate(const PgdSessionSnapshot *snap, const char *rolname,
 	{
 		double		lifetime_us = (double) verdict->effective_ms[PGD_MAX_LIFETIME] * 1000.0;
 
-		lifetime_us *= 1.0 - slot->lifetime_draw * pgd_lifetime_jitter;
+		lifetime_us *= 1.0 - slot->lifetime_cut;
 		verdict->recycle_at = slot->backend_start + (int64) lifetime_us;
 	}
 

@@ -41,6 +41,7 @@
 #include "storage/shmem.h"
 
 #include "compat.h"
+#include "pooldiag.h"
 #include "registry.h"
 
 /* The slot array in shared memory; MaxBackends entries. */
@@ -116,7 +117,8 @@ pgd_registry_attach(TimestampTz ready_at)
 	slot->roleid = GetSessionUserId();
 	slot->databaseid = MyDatabaseId;
 	slot->is_superuser = superuser_arg(GetSessionUserId());
-	slot->lifetime_draw = pg_prng_double(&pg_global_prng_state);
+	/* Drawn once, so the session's lifetime stays put across reloads. */
+	slot->lifetime_cut = pg_prng_double(&pg_global_prng_state) * pgd_lifetime_jitter;
 	slot->beentry = MyBEEntry;
 	slot->checkouts = 0;
 	slot->checkout_start = 0;

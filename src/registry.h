@@ -57,7 +57,7 @@ typedef struct PgdSlot
 	Oid			roleid;
 	Oid			databaseid;
 	bool		is_superuser;
-	double		lifetime_draw;	/* uniform in [0, 1), scales the jitter */
+	double		lifetime_cut;	/* fraction of max_lifetime cut off, drawn at connect */
 	PgBackendStatus *beentry;	/* core's entry: state, application_name */
 
 	/* Checkout accounting, written by the owner only. */

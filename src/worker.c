@@ -83,11 +83,20 @@ typedef struct PgdSlotMemo
 } PgdSlotMemo;
 
 /* A session that is due, waiting for its turn under the rate limit. */
+/*
+ * A session that is due, waiting for its turn under the rate limit, with
+ * what the decision was based on: closing it is right only while all of
+ * this still holds.
+ */
 typedef struct PgdCandidate
 {
 	int			index;
 	TimestampTz deadline;
 	PgdReason	reason;
+	int			pid;
+	TimestampTz backend_start;
+	int64		checkouts;		/* a new checkout ends the idle period */
+	TimestampTz state_change;	/* a new statement in the transaction, too */
 } PgdCandidate;
 
 static PgdSlotMemo *memo = NULL;
@@ -281,47 +290,60 @@ pgd_refill_tokens(TimestampTz now)
 /*
  * Close one due session, or record would_terminate in a dry run.  Returns
  * true if it used up a termination (so the rate limit applies).
+ *
+ * The decision was taken in the scan, possibly a while ago (the rate limit,
+ * a catalog look-up waiting for a lock).  So the slot is read again here and
+ * the session is closed only if it is the same session (pid and
+ * backend_start), it has not started a checkout since (checkouts), for the
+ * idle-in-transaction timeout it has not run a statement since
+ * (state_change), and it is still due in its current state.
  */
 static bool
-pgd_close_session(const PgdCandidate *cand, const PgdSessionSnapshot *decided,
-				  TimestampTz now)
+pgd_close_session(const PgdCandidate *cand)
 {
 	PgdSessionSnapshot current;
 	PgdVerdict	verdict;
 	PgdEvent	event;
 	PgdSlotMemo *m = &memo[cand->index];
-	char	   *rolname;
+	TimestampTz now;
 
-	rolname = GetUserNameFromId(decided->slot.roleid, true);
-	pgd_policy_evaluate(decided, rolname, now, &verdict);
-	if (verdict.exemption != PGD_NOT_EXEMPT)
+	if (!pgd_registry_read(cand->index, &current) ||
+		current.slot.pid != cand->pid ||
+		current.slot.backend_start != cand->backend_start ||
+		current.slot.checkouts != cand->checkouts ||
+		(cand->reason == PGD_R_IDLE_IN_TRANSACTION_TIMEOUT &&
+		 current.state_change != cand->state_change))
+		return false;
+
+	/* The catalog look-up may wait; take the time after it. */
+	pgd_policy_evaluate(&current, GetUserNameFromId(current.slot.roleid, true),
+						GetCurrentTimestamp(), &verdict);
+	if (!verdict.due || verdict.terminate_reason != cand->reason ||
+		verdict.exemption != PGD_NOT_EXEMPT)
 		return false;
 
 	if (pgd_dry_run)
 	{
 		/* Once per idle period and reason, not once per scan. */
-		if (m->dry_run_reported_checkout == decided->slot.checkouts + 1 &&
+		if (m->dry_run_reported_checkout == current.slot.checkouts + 1 &&
 			m->dry_run_reported_reason == cand->reason)
 			return false;
-		m->dry_run_reported_checkout = decided->slot.checkouts + 1;
+		m->dry_run_reported_checkout = current.slot.checkouts + 1;
 		m->dry_run_reported_reason = cand->reason;
-		pgd_event_from_snapshot(&event, decided, PGD_EV_WOULD_TERMINATE,
+		now = GetCurrentTimestamp();
+		pgd_event_from_snapshot(&event, &current, PGD_EV_WOULD_TERMINATE,
 								cand->reason, now);
 	}
 	else
 	{
 		/*
-		 * The identity check: the same session, in the same state, with no
-		 * checkout started since we decided.  What remains is the window
-		 * between this read and kill(); see README, "Guarantees".
+		 * What remains is the window between the read above and kill(); see
+		 * README, "Guarantees and limits".  The event is built first, so
+		 * that nothing but the signal happens inside that window.
 		 */
-		if (!pgd_registry_read(cand->index, &current) ||
-			current.slot.pid != decided->slot.pid ||
-			current.slot.backend_start != decided->slot.backend_start ||
-			current.slot.checkouts != decided->slot.checkouts ||
-			!pgd_state_fits_reason(&current, cand->reason) ||
-			(cand->reason == PGD_R_DRAIN && !current.draining))
-			return false;
+		now = GetCurrentTimestamp();
+		pgd_event_from_snapshot(&event, &current, PGD_EV_TERMINATE,
+								cand->reason, now);
 
 		/* As pg_terminate_backend() does: the whole process group. */
 #ifdef HAVE_SETSID
@@ -338,15 +360,13 @@ pgd_close_session(const PgdCandidate *cand, const PgdSessionSnapshot *decided,
 			return false;
 		}
 		m->signalled = true;
-		pgd_event_from_snapshot(&event, &current, PGD_EV_TERMINATE,
-								cand->reason, now);
 	}
 
 	event.detail[PGD_D_TERMINATE_IDLE_US] =
 		cand->reason == PGD_R_IDLE_IN_TRANSACTION_TIMEOUT ?
-		now - decided->state_change : now - decided->slot.last_checkin;
-	event.detail[PGD_D_TERMINATE_DEADLINE] = cand->deadline;
-	event.detail[PGD_D_TERMINATE_CHECKOUTS] = decided->slot.checkouts;
+		now - current.state_change : now - current.slot.last_checkin;
+	event.detail[PGD_D_TERMINATE_DEADLINE] = verdict.terminate_at;
+	event.detail[PGD_D_TERMINATE_CHECKOUTS] = current.slot.checkouts;
 	pgd_ring_append(&event);
 
 	SpinLockAcquire(&pgd_worker_shared->mutex);
@@ -419,10 +439,15 @@ pgd_enforce(void)
 		/* Role exemptions need the catalogs; they are checked later. */
 		if (verdict.due && verdict.exemption == PGD_NOT_EXEMPT)
 		{
-			candidates[ncandidates].index = i;
-			candidates[ncandidates].deadline = verdict.terminate_at;
-			candidates[ncandidates].reason = verdict.terminate_reason;
-			ncandidates++;
+			PgdCandidate *cand = &candidates[ncandidates++];
+
+			cand->index = i;
+			cand->deadline = verdict.terminate_at;
+			cand->reason = verdict.terminate_reason;
+			cand->pid = snap.slot.pid;
+			cand->backend_start = snap.slot.backend_start;
+			cand->checkouts = snap.slot.checkouts;
+			cand->state_change = snap.state_change;
 		}
 		else if (verdict.terminate_at != 0)
 			WAKE_AT(verdict.terminate_at);
@@ -502,8 +527,6 @@ pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
 	pgd_refill_tokens(now);
 	for (int c = 0; c < ncandidates; c++)
 	{
-		if (!pgd_registry_read(candidates[c].index, &snap))
-			continue;
 		if (!pgd_dry_run && pgd_max_terminations_per_second > 0 &&
 			termination_tokens < 1.0)
 		{
@@ -515,7 +538,7 @@ pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
 			WAKE_AT(Max(next_token, now + 1000));
 			break;
 		}
-		if (pgd_close_session(&candidates[c], &snap, now) && !pgd_dry_run)
+		if (pgd_close_session(&candidates[c]) && !pgd_dry_run)
 			termination_tokens -= 1.0;
 	}
 	return next_wake;
