@@ -298,6 +298,18 @@ pgd_refill_tokens(TimestampTz now)
  * idle-in-transaction timeout it has not run a statement since
  * (state_change), and it is still due in its current state.
  */
+/* Does the session in 'current' still match what the scan decided on? */
+static bool
+pgd_still_as_decided(const PgdCandidate *cand, const PgdSessionSnapshot *current)
+{
+	return current->slot.pid == cand->pid &&
+		current->slot.backend_start == cand->backend_start &&
+		current->slot.checkouts == cand->checkouts &&
+		(cand->reason != PGD_R_IDLE_IN_TRANSACTION_TIMEOUT ||
+		 current->state_change == cand->state_change) &&
+		pgd_state_fits_reason(current, cand->reason);
+}
+
 static bool
 pgd_close_session(const PgdCandidate *cand)
 {
@@ -308,19 +320,21 @@ pgd_close_session(const PgdCandidate *cand)
 	TimestampTz now;
 
 	if (!pgd_registry_read(cand->index, &current) ||
-		current.slot.pid != cand->pid ||
-		current.slot.backend_start != cand->backend_start ||
-		current.slot.checkouts != cand->checkouts ||
-		(cand->reason == PGD_R_IDLE_IN_TRANSACTION_TIMEOUT &&
-		 current.state_change != cand->state_change))
+		!pgd_still_as_decided(cand, &current))
 		return false;
 
-	/* The catalog look-up may wait; take the time after it. */
+	/*
+	 * Catalog look-ups (exempt_roles, the names in the event) may wait for
+	 * locks, so they all come before the final check below.
+	 */
 	pgd_policy_evaluate(&current, GetUserNameFromId(current.slot.roleid, true),
 						GetCurrentTimestamp(), &verdict);
 	if (!verdict.due || verdict.terminate_reason != cand->reason ||
 		verdict.exemption != PGD_NOT_EXEMPT)
 		return false;
+	pgd_event_from_snapshot(&event, &current,
+							pgd_dry_run ? PGD_EV_WOULD_TERMINATE : PGD_EV_TERMINATE,
+							cand->reason, 0);
 
 	if (pgd_dry_run)
 	{
@@ -331,19 +345,18 @@ pgd_close_session(const PgdCandidate *cand)
 		m->dry_run_reported_checkout = current.slot.checkouts + 1;
 		m->dry_run_reported_reason = cand->reason;
 		now = GetCurrentTimestamp();
-		pgd_event_from_snapshot(&event, &current, PGD_EV_WOULD_TERMINATE,
-								cand->reason, now);
 	}
 	else
 	{
 		/*
-		 * What remains is the window between the read above and kill(); see
-		 * README, "Guarantees and limits".  The event is built first, so
-		 * that nothing but the signal happens inside that window.
+		 * The identity check, right before the signal.  What remains is the
+		 * window between this read and kill(); see README, "Guarantees and
+		 * limits".
 		 */
+		if (!pgd_registry_read(cand->index, &current) ||
+			!pgd_still_as_decided(cand, &current))
+			return false;
 		now = GetCurrentTimestamp();
-		pgd_event_from_snapshot(&event, &current, PGD_EV_TERMINATE,
-								cand->reason, now);
 
 		/* As pg_terminate_backend() does: the whole process group. */
 #ifdef HAVE_SETSID
@@ -362,6 +375,7 @@ pgd_close_session(const PgdCandidate *cand)
 		m->signalled = true;
 	}
 
+	event.event_time = now;
 	event.detail[PGD_D_TERMINATE_IDLE_US] =
 		cand->reason == PGD_R_IDLE_IN_TRANSACTION_TIMEOUT ?
 		now - current.state_change : now - current.slot.last_checkin;
