@@ -366,14 +366,17 @@ pgd_report_state(PgdWorkerState state, const char *message)
 }
 
 /*
- * Write one batch in its own transaction.  Returns the result; on success
- * the caller releases the batch from the ring.
+ * Run body(arg) in a transaction of its own, connected to SPI with an
+ * active snapshot.  Returns true if it committed.  On an ERROR the
+ * transaction is rolled back and the message is returned in *message
+ * (palloc'd in the caller's context): a failed write must never end the
+ * worker.
  */
-static PgdFlushResult
-pgd_write_batch(const PgdEvent *events, int n)
+static bool
+pgd_spi_transaction(void (*body) (void *arg), void *arg, char **message)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
-	volatile PgdFlushResult result = PGD_FLUSH_OK;
+	volatile bool committed = false;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -381,39 +384,11 @@ pgd_write_batch(const PgdEvent *events, int n)
 	{
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "pooldiag: writing events");
-
-		if (!OidIsValid(get_extension_oid("pooldiag", true)))
-			result = PGD_FLUSH_NO_EXTENSION;
-		else
-		{
-			bool		base_known;
-
-			SpinLockAcquire(&pgd_worker_shared->mutex);
-			base_known = pgd_worker_shared->event_id_base_known;
-			SpinLockRelease(&pgd_worker_shared->mutex);
-
-			if (!base_known || !duplicates_checked)
-			{
-				table_max_event_id =
-					pgd_query_int8("SELECT pg_catalog.max(event_id) FROM pooldiag.events");
-				duplicates_checked = true;
-			}
-			if (!base_known)
-			{
-				/* Continue the table's ids: the first queued event is next. */
-				SpinLockAcquire(&pgd_worker_shared->mutex);
-				pgd_worker_shared->event_id_base =
-					table_max_event_id + 1 - (int64) events[0].position;
-				pgd_worker_shared->event_id_base_known = true;
-				SpinLockRelease(&pgd_worker_shared->mutex);
-			}
-			pgd_insert_events(events, n);
-		}
-
+		body(arg);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		committed = true;
 	}
 	PG_CATCH();
 	{
@@ -423,22 +398,88 @@ pgd_write_batch(const PgdEvent *events, int n)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		*message = pstrdup(edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller_context);
+	return committed;
+}
+
+typedef struct PgdBatch
+{
+	const PgdEvent *events;
+	int			n;
+	bool		extension_missing;
+} PgdBatch;
+
+static void
+pgd_write_batch_body(void *arg)
+{
+	PgdBatch   *batch_arg = arg;
+	bool		base_known;
+
+	if (!OidIsValid(get_extension_oid("pooldiag", true)))
+	{
+		batch_arg->extension_missing = true;
+		return;
+	}
+
+	SpinLockAcquire(&pgd_worker_shared->mutex);
+	base_known = pgd_worker_shared->event_id_base_known;
+	SpinLockRelease(&pgd_worker_shared->mutex);
+
+	if (!base_known || !duplicates_checked)
+	{
+		table_max_event_id =
+			pgd_query_int8("SELECT pg_catalog.max(event_id) FROM pooldiag.events");
+		duplicates_checked = true;
+	}
+	if (!base_known)
+	{
+		/* Continue the table's ids: the first queued event is next. */
+		SpinLockAcquire(&pgd_worker_shared->mutex);
+		pgd_worker_shared->event_id_base =
+			table_max_event_id + 1 - (int64) batch_arg->events[0].position;
+		pgd_worker_shared->event_id_base_known = true;
+		SpinLockRelease(&pgd_worker_shared->mutex);
+	}
+	pgd_insert_events(batch_arg->events, batch_arg->n);
+}
+
+/*
+ * Write one batch in its own transaction.  On success the caller releases
+ * the batch from the ring.
+ */
+static PgdFlushResult
+pgd_write_batch(const PgdEvent *events, int n)
+{
+	PgdBatch	batch_arg = {events, n, false};
+	char	   *message = NULL;
+	bool		committed;
+
+	pgstat_report_activity(STATE_RUNNING, "pooldiag: writing events");
+	committed = pgd_spi_transaction(pgd_write_batch_body, &batch_arg, &message);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (!committed)
+	{
 		/* The plan may point at a table that is gone. */
 		if (insert_plan)
 		{
 			SPI_freeplan(insert_plan);
 			insert_plan = NULL;
 		}
-		pgd_report_state(PGD_WORKER_WRITE_FAILED, edata->message);
-		FreeErrorData(edata);
-		result = PGD_FLUSH_FAILED;
+		pgd_report_state(PGD_WORKER_WRITE_FAILED, message);
+		pfree(message);
+		return PGD_FLUSH_FAILED;
 	}
-	PG_END_TRY();
-	pgstat_report_activity(STATE_IDLE, NULL);
-
-	if (result == PGD_FLUSH_NO_EXTENSION)
+	if (batch_arg.extension_missing)
+	{
 		pgd_report_state(PGD_WORKER_WAITING_FOR_EXTENSION, NULL);
-	return result;
+		return PGD_FLUSH_NO_EXTENSION;
+	}
+	return PGD_FLUSH_OK;
 }
 
 /*
@@ -481,11 +522,29 @@ pgd_flush_events(int *nwritten)
  * pass, so no pass holds locks for long.  Only the oldest ids are looked at,
  * because ids follow time.
  */
+typedef struct PgdExpiry
+{
+	const char *sql;
+	uint64		deleted;
+} PgdExpiry;
+
+static void
+pgd_expire_batch_body(void *arg)
+{
+	PgdExpiry  *expiry = arg;
+
+	/* Nothing to expire before the extension is created. */
+	if (!OidIsValid(get_extension_oid("pooldiag", true)))
+		return;
+	if (SPI_execute(expiry->sql, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete expired events");
+	expiry->deleted = SPI_processed;
+}
+
 void
 pgd_expire_events(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	MemoryContext caller_context = CurrentMemoryContext;
 	char		sql[512];
 
 	if (pgd_events_retention_s <= 0 ||
@@ -503,42 +562,18 @@ pgd_expire_events(void)
 
 	for (int b = 0; b < PGD_RETENTION_MAX_BATCHES; b++)
 	{
-		volatile uint64 deleted = 0;
+		PgdExpiry	expiry = {sql, 0};
+		char	   *message = NULL;
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PG_TRY();
+		if (!pgd_spi_transaction(pgd_expire_batch_body, &expiry, &message))
 		{
-			SPI_connect();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			/* Nothing to expire before the extension is created. */
-			if (OidIsValid(get_extension_oid("pooldiag", true)))
-			{
-				if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
-					elog(ERROR, "could not delete expired events");
-				deleted = SPI_processed;
-			}
-			SPI_finish();
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(caller_context);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
 			ereport(WARNING,
 					(errmsg("pooldiag worker could not delete expired events: %s",
-							edata->message)));
-			FreeErrorData(edata);
+							message)));
+			pfree(message);
 			return;
 		}
-		PG_END_TRY();
-
-		if (deleted < PGD_RETENTION_BATCH)
+		if (expiry.deleted < PGD_RETENTION_BATCH)
 			break;
 		CHECK_FOR_INTERRUPTS();
 	}
