@@ -267,7 +267,8 @@ pgd_establish_session(void)
 static inline void
 pgd_note_statement_start(void)
 {
-	if (likely(pgd_my_slot == NULL) || pgd_my_slot->checkout_start != 0)
+	/* Already checked out (most statements), or not a tracked session. */
+	if (pgd_my_slot == NULL || likely(pgd_my_slot->checkout_start != 0))
 		return;
 
 	pgd_registry_begin_checkout(GetCurrentStatementStartTimestamp());
