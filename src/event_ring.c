@@ -47,15 +47,24 @@ typedef struct PgdRingCell
 	PgdEvent	event;
 } PgdRingCell;
 
+/*
+ * Producers hammer 'head'; the consumer writes 'tail'.  They live on cache
+ * lines of their own so that the two sides do not slow each other down.
+ */
 typedef struct PgdRing
 {
 	uint32		capacity;
-	pg_atomic_uint64 head;		/* next position a producer claims */
-	pg_atomic_uint64 tail;		/* next position the consumer takes */
+	Latch	   *consumer_latch; /* the worker's, or NULL */
 	pg_atomic_uint64 dropped;	/* lost because the ring was full */
 	pg_atomic_uint64 discarded; /* retired unwritten on a standby */
 	pg_atomic_uint32 wakeup_sent;	/* consumer already woken for this fill */
-	Latch	   *consumer_latch; /* the worker's, or NULL */
+
+	char		pad1[PG_CACHE_LINE_SIZE];
+	pg_atomic_uint64 head;		/* next position a producer claims */
+	char		pad2[PG_CACHE_LINE_SIZE - sizeof(pg_atomic_uint64)];
+	pg_atomic_uint64 tail;		/* next position the consumer takes */
+	char		pad3[PG_CACHE_LINE_SIZE - sizeof(pg_atomic_uint64)];
+
 	PgdRingCell cells[FLEXIBLE_ARRAY_MEMBER];
 } PgdRing;
 

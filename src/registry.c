@@ -44,8 +44,20 @@
 #include "pooldiag.h"
 #include "registry.h"
 
+/*
+ * Each slot fills whole cache lines of its own: backends write their slot
+ * on every checkout and checkin, and two backends sharing a line would make
+ * it bounce between CPUs.  (Shared memory allocations are cache-line
+ * aligned.)
+ */
+typedef union PgdPaddedSlot
+{
+	PgdSlot		slot;
+	char		pad[TYPEALIGN(PG_CACHE_LINE_SIZE, sizeof(PgdSlot))];
+} PgdPaddedSlot;
+
 /* The slot array in shared memory; MaxBackends entries. */
-static PgdSlot *pgd_slots = NULL;
+static PgdPaddedSlot *pgd_slots = NULL;
 
 /* The current backend's slot, NULL unless it is a tracked session. */
 PgdSlot    *pgd_my_slot = NULL;
@@ -72,7 +84,7 @@ pgd_registry_size(void)
 Size
 pgd_registry_shmem_size(void)
 {
-	return mul_size(sizeof(PgdSlot), pgd_registry_size());
+	return mul_size(sizeof(PgdPaddedSlot), pgd_registry_size());
 }
 
 void
@@ -86,7 +98,7 @@ pgd_registry_shmem_init(void)
 	{
 		memset(pgd_slots, 0, pgd_registry_shmem_size());
 		for (int i = 0; i < pgd_registry_size(); i++)
-			pg_atomic_init_u32(&pgd_slots[i].drain_pid, 0);
+			pg_atomic_init_u32(&pgd_slots[i].slot.drain_pid, 0);
 	}
 }
 
@@ -94,7 +106,7 @@ PgdSlot *
 pgd_registry_slot(int index)
 {
 	Assert(pgd_slots != NULL && index >= 0 && index < pgd_registry_size());
-	return &pgd_slots[index];
+	return &pgd_slots[index].slot;
 }
 
 /*
@@ -110,7 +122,7 @@ pgd_registry_attach(TimestampTz ready_at)
 	if (pgd_slots == NULL || !PGD_SLOT_INDEX_VALID(index))
 		return;
 
-	slot = &pgd_slots[index];
+	slot = &pgd_slots[index].slot;
 	PGD_BEGIN_WRITE(slot);
 	slot->pid = MyProcPid;
 	slot->backend_start = MyStartTimestamp;
@@ -197,7 +209,7 @@ pgd_registry_publish_policy(const PgdSessionPolicy *policy)
 bool
 pgd_registry_read_slot(int index, PgdSessionSnapshot *snap)
 {
-	volatile PgdSlot *slot = &pgd_slots[index];
+	volatile PgdSlot *slot = &pgd_slots[index].slot;
 
 	/* A cheap unsynchronised look first: most slots of a big array are free. */
 	if (slot->pid == 0)
@@ -223,7 +235,7 @@ pgd_registry_read_slot(int index, PgdSessionSnapshot *snap)
 	snap->index = index;
 	snap->has_status = false;
 	snap->draining =
-		pg_atomic_read_u32(&pgd_slots[index].drain_pid) == (uint32) snap->slot.pid;
+		pg_atomic_read_u32(&pgd_slots[index].slot.drain_pid) == (uint32) snap->slot.pid;
 	return true;
 }
 

@@ -559,6 +559,31 @@ pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
 #undef WAKE_AT
 }
 
+/*
+ * Tell the log when events were dropped because the ring was full, at most
+ * once a minute: the counter in pooldiag.health is exact, but an operator
+ * should not have to poll it to learn that events are being lost.
+ */
+static void
+pgd_report_dropped_events(const PgdRingCounters *ring, TimestampTz now)
+{
+	static uint64 reported = 0;
+	static TimestampTz reported_at = 0;
+
+	if (ring->dropped <= reported ||
+		now < reported_at + 60 * USECS_PER_SEC)
+		return;
+
+	ereport(WARNING,
+			(errmsg("pooldiag dropped %llu events because its event ring was full",
+					(unsigned long long) (ring->dropped - reported)),
+			 errdetail("%llu events have been dropped since the server started.",
+					   (unsigned long long) ring->dropped),
+			 errhint("Raise \"pooldiag.event_buffer_size\", or record fewer checkouts with \"pooldiag.log_checkouts\".")));
+	reported = ring->dropped;
+	reported_at = now;
+}
+
 static void
 pgd_worker_process_interrupts(void)
 {
@@ -617,6 +642,7 @@ pgd_worker_main(Datum main_arg)
 
 		now = GetCurrentTimestamp();
 		pgd_ring_counters(&ring);
+		pgd_report_dropped_events(&ring, now);
 		if (RecoveryInProgress())
 		{
 			/* Never write on a standby; keep the newest events readable. */

@@ -77,6 +77,9 @@ my $log = slurp_file($node->logfile);
 my @warnings = ($log =~ /WARNING:  pooldiag worker cannot store events: extension "pooldiag" is not installed in database "postgres"/g);
 is(scalar(@warnings), 1, 'exactly one WARNING while waiting for the extension');
 like($log, qr/HINT:  Run CREATE EXTENSION pooldiag in database "postgres"/, 'with a hint');
+my @drop_warnings = ($log =~ /WARNING:  pooldiag dropped \d+ events because its event ring was full/g);
+is(scalar(@drop_warnings), 1, 'one WARNING about dropped events (at most one a minute)');
+like($log, qr/HINT:  Raise "pooldiag.event_buffer_size"/, 'saying what to raise');
 unlike($log, qr/pooldiag worker.*(FATAL|ERROR)|background worker "pooldiag worker".*exited/,
 	'the worker neither failed nor restarted');
 
