@@ -39,30 +39,30 @@ bdie() {
 	exit 1
 }
 
-# Run a command as the benchmark OS user with a clean environment that
-# points libpq at the scratch cluster.  PGUSER_OVERRIDE / PGDATABASE_OVERRIDE
-# pick another role or database.
-as_pg() {
-	(cd "$BENCH_DIR" && exec runuser -u "$BENCH_OS_USER" -- env -i \
+# exec_as_pg CMD...: replace the current (sub)shell with CMD run as the
+# benchmark's OS user, in a clean environment that points libpq at the
+# scratch cluster.  PGUSER_OVERRIDE / PGDATABASE_OVERRIDE pick another role
+# or database.  as_pg runs it in a subshell; as_pg_bg in the background, so
+# that $! is runuser's own pid.
+exec_as_pg() {
+	exec runuser -u "$BENCH_OS_USER" -- env -i \
 		PATH="$BENCH_PG_BINDIR:/usr/local/bin:/usr/bin:/bin" \
 		HOME="$BENCH_DIR" LANG=C.UTF-8 TMPDIR="$BENCH_DIR" \
 		PGHOST="${BENCH_HOST:-$BENCH_DIR}" PGPORT="${PGPORT_OVERRIDE:-$BENCH_PORT}" \
 		PGUSER="${PGUSER_OVERRIDE:-postgres}" PGDATABASE="${PGDATABASE_OVERRIDE:-postgres}" \
 		PGCONNECT_TIMEOUT=10 \
-		"$@")
+		"$@"
+}
+
+as_pg() {
+	(cd "$BENCH_DIR" && exec_as_pg "$@")
 }
 
 # as_pg_bg CMD...: as_pg in the background; the pid (runuser's, which passes
 # SIGTERM on to its child) is appended to BENCH_BG_PIDS and left in
 # BENCH_LAST_PID.  Callers redirect output with { as_pg_bg ...; } >file.
 as_pg_bg() {
-	(cd "$BENCH_DIR" && exec runuser -u "$BENCH_OS_USER" -- env -i \
-		PATH="$BENCH_PG_BINDIR:/usr/local/bin:/usr/bin:/bin" \
-		HOME="$BENCH_DIR" LANG=C.UTF-8 TMPDIR="$BENCH_DIR" \
-		PGHOST="${BENCH_HOST:-$BENCH_DIR}" PGPORT="${PGPORT_OVERRIDE:-$BENCH_PORT}" \
-		PGUSER="${PGUSER_OVERRIDE:-postgres}" PGDATABASE="${PGDATABASE_OVERRIDE:-postgres}" \
-		PGCONNECT_TIMEOUT=10 \
-		"$@") &
+	(cd "$BENCH_DIR" && exec_as_pg "$@") &
 	BENCH_LAST_PID=$!
 	BENCH_BG_PIDS+=("$BENCH_LAST_PID")
 }
