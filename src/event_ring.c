@@ -169,6 +169,16 @@ pgd_ring_set_consumer_latch(Latch *latch)
 		pgd_ring->consumer_latch = latch;
 }
 
+/* Wake the consumer, if there is one.  Safe without a PGPROC. */
+void
+pgd_ring_wake_consumer(void)
+{
+	Latch	   *latch = pgd_ring ? pgd_ring->consumer_latch : NULL;
+
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
 /*
  * Append one event.  Returns false, and counts the loss, if the ring is full.
  * Safe in any process attached to shared memory, with or without a PGPROC,
@@ -222,12 +232,7 @@ pgd_ring_append(PgdEvent *event)
 	if (depth > ring->capacity / 2 &&
 		pg_atomic_read_u32(&ring->wakeup_sent) == 0 &&
 		pg_atomic_exchange_u32(&ring->wakeup_sent, 1) == 0)
-	{
-		Latch	   *latch = ring->consumer_latch;
-
-		if (latch != NULL)
-			SetLatch(latch);
-	}
+		pgd_ring_wake_consumer();
 	return true;
 }
 

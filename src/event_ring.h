@@ -111,7 +111,11 @@ typedef struct PgdRingCounters
 } PgdRingCounters;
 extern void pgd_ring_counters(PgdRingCounters *counters);
 
-/* The worker publishes its latch here; producers wake it when half full. */
+/*
+ * The worker publishes its latch here (NULL when it is not running);
+ * producers set it when the ring is half full, pooldiag.drain() to act now.
+ */
 extern void pgd_ring_set_consumer_latch(struct Latch *latch);
+extern void pgd_ring_wake_consumer(void);
 
 #endif							/* POOLDIAG_EVENT_RING_H */

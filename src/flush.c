@@ -234,19 +234,20 @@ pgd_event_values(const PgdEvent *ev, int64 event_id,
 	pfree(detail.data);
 }
 
+/*
+ * event_id = base + ring position.  Before the first flush of this run (and
+ * on a standby) the base is 1.
+ */
 int64
-pgd_event_id(const PgdEvent *ev)
+pgd_event_id_base(void)
 {
 	int64		base;
-	bool		known;
 
 	SpinLockAcquire(&pgd_worker_shared->mutex);
-	known = pgd_worker_shared->event_id_base_known;
-	base = pgd_worker_shared->event_id_base;
+	base = pgd_worker_shared->event_id_base_known ?
+		pgd_worker_shared->event_id_base : 1;
 	SpinLockRelease(&pgd_worker_shared->mutex);
-
-	/* Before the first flush of this run (or on a standby): the position. */
-	return (known ? base : 1) + (int64) ev->position;
+	return base;
 }
 
 static int64
@@ -270,6 +271,7 @@ pgd_insert_events(const PgdEvent *events, int n)
 	Datum		args[PGD_EVENT_NCOLUMNS];
 	char		argnulls[PGD_EVENT_NCOLUMNS];
 	int			nrows = 0;
+	int64		id_base = pgd_event_id_base();
 
 	for (int c = 0; c < PGD_EVENT_NCOLUMNS; c++)
 	{
@@ -281,7 +283,7 @@ pgd_insert_events(const PgdEvent *events, int n)
 	{
 		Datum		values[PGD_EVENT_NCOLUMNS];
 		bool		nulls[PGD_EVENT_NCOLUMNS];
-		int64		event_id = pgd_event_id(&events[i]);
+		int64		event_id = id_base + (int64) events[i].position;
 
 		/* Written already by a worker that died before releasing it. */
 		if (event_id <= table_max_event_id)

@@ -132,8 +132,7 @@ pooldiag_sessions(PG_FUNCTION_ARGS)
 		datname = get_database_name(slot->databaseid);
 		if (datname)
 		{
-			values[1] = CStringGetDatum(datname);
-			values[1] = DirectFunctionCall1(namein, values[1]);
+			values[1] = DirectFunctionCall1(namein, CStringGetDatum(datname));
 			nulls[1] = false;
 		}
 		usename = GetUserNameFromId(slot->roleid, true);
@@ -244,6 +243,7 @@ pooldiag_recent_events(PG_FUNCTION_ARGS)
 	PgdEvent   *events;
 	int			n;
 	bool		see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	int64		id_base;
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
@@ -251,6 +251,7 @@ pooldiag_recent_events(PG_FUNCTION_ARGS)
 	pgd_ring_counters(&ring);
 	events = palloc(sizeof(PgdEvent) * ring.capacity);
 	n = pgd_ring_snapshot(events, ring.capacity);
+	id_base = pgd_event_id_base();
 
 	for (int i = 0; i < n; i++)
 	{
@@ -264,7 +265,8 @@ pooldiag_recent_events(PG_FUNCTION_ARGS)
 			if (!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid))
 				continue;
 		}
-		pgd_event_values(&events[i], pgd_event_id(&events[i]), values, nulls);
+		pgd_event_values(&events[i], id_base + (int64) events[i].position,
+						 values, nulls);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	pfree(events);

@@ -168,13 +168,7 @@ pgd_register_worker(void)
 void
 pgd_worker_wake(void)
 {
-	Latch	   *latch;
-
-	SpinLockAcquire(&pgd_worker_shared->mutex);
-	latch = pgd_worker_shared->latch;
-	SpinLockRelease(&pgd_worker_shared->mutex);
-	if (latch)
-		SetLatch(latch);
+	pgd_ring_wake_consumer();
 }
 
 static void
@@ -191,7 +185,6 @@ pgd_worker_exit(int code, Datum arg)
 	pgd_ring_set_consumer_latch(NULL);
 	SpinLockAcquire(&pgd_worker_shared->mutex);
 	pgd_worker_shared->pid = 0;
-	pgd_worker_shared->latch = NULL;
 	pgd_worker_shared->state = PGD_WORKER_STOPPED;
 	SpinLockRelease(&pgd_worker_shared->mutex);
 }
@@ -606,7 +599,6 @@ pgd_worker_main(Datum main_arg)
 
 	SpinLockAcquire(&pgd_worker_shared->mutex);
 	pgd_worker_shared->pid = MyProcPid;
-	pgd_worker_shared->latch = MyLatch;
 	pgd_worker_shared->state = PGD_WORKER_STARTING;
 	SpinLockRelease(&pgd_worker_shared->mutex);
 	before_shmem_exit(pgd_worker_exit, (Datum) 0);

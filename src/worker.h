@@ -8,7 +8,6 @@
 #ifndef POOLDIAG_WORKER_H
 #define POOLDIAG_WORKER_H
 
-#include "storage/latch.h"
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
@@ -24,14 +23,13 @@ typedef enum PgdWorkerState
 
 /*
  * Shared worker state.  'mutex' protects every field; the worker is the only
- * writer except for the drain wake-up, which goes through the latch.
+ * writer.  (Its latch is published through the event ring.)
  */
 typedef struct PgdWorkerShared
 {
 	slock_t		mutex;
 	int			pid;
 	PgdWorkerState state;
-	Latch	   *latch;
 	TimestampTz last_flush;		/* last successful write of events */
 	uint64		events_written;
 	/* event_id = event_id_base + ring position; fixed once per server run */
