@@ -153,7 +153,7 @@ pd_cluster_start "$workdir/data" "$workdir/server.log"
 # psql as the superuser over the socket, for setup and the reports.  Its
 # application_name lets the event listing below leave its own sessions out.
 admin_psql() {
-	pd_as_test_user "$PD_PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -P pager=off \
+	pd_as_test_user "$(pd_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -P pager=off \
 		-d "host=$workdir port=$port user=postgres dbname=postgres application_name=pooldiag-demo" "$@"
 }
 admin_psql -c 'CREATE EXTENSION pooldiag' -c 'CREATE ROLE app LOGIN'
@@ -164,7 +164,7 @@ pd_log "CREATE EXTENSION pooldiag: done"
 start_client() {
 	local app="$1" n="$2" fifo="$workdir/fifo.$1.$2" fd
 	mkfifo -m 0600 "$fifo"
-	pd_test_user_argv "$PD_PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 \
+	pd_test_user_argv "$(pd_bindir)/psql" -X -q -v ON_ERROR_STOP=1 \
 		-d "host=127.0.0.1 port=$port dbname=postgres user=app application_name=$app"
 	# The subshell opens the fifo for psql (blocking until we open our end)
 	# and first closes its copies of the other clients' write ends: an open

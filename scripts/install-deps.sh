@@ -59,28 +59,10 @@ else
 	pd_log "all packages already installed: ${PACKAGES[*]}"
 fi
 
-# Installing postgresql-15 makes Debian create the cluster "15 main" on port
-# 5432 and start it.  We never use it (tests and demo run private clusters),
-# so stop it and keep it from starting at boot, where it would take memory and
-# port 5432.  Done on every run, not only after an install, so that the state
-# is right whoever installed the server.
-if [ -f "/etc/postgresql/$PD_PG_MAJOR/main/start.conf" ]; then
-	if [ "$(id -u)" -eq 0 ]; then
-		if pg_lsclusters -h 2>/dev/null | awk -v v="$PD_PG_MAJOR" '$1 == v && $2 == "main" && $4 ~ /^online/ { found = 1 } END { exit !found }'; then
-			pd_log "stopping the default cluster $PD_PG_MAJOR/main"
-			pg_ctlcluster "$PD_PG_MAJOR" main stop || pd_warn "could not stop cluster $PD_PG_MAJOR/main"
-		fi
-		start_conf="/etc/postgresql/$PD_PG_MAJOR/main/start.conf"
-		if [ "$(grep -Ev '^[[:space:]]*(#|$)' "$start_conf" | tr -d '[:space:]')" != manual ]; then
-			pd_log "setting $start_conf to manual"
-			# Keep the file's comments; replace only the setting line.
-			sed -i -E 's/^[[:space:]]*(auto|manual|disabled)[[:space:]]*$/manual/' "$start_conf"
-			grep -qx manual "$start_conf" || echo manual >>"$start_conf"
-		fi
-	else
-		pd_warn "not root: leaving cluster $PD_PG_MAJOR/main as it is"
-	fi
-fi
+# Installing postgresql-NN makes Debian create the cluster "NN main" and
+# start it on port 5432.  It is left exactly as it is: the tests and the demo
+# run private clusters on their own ports and sockets, and never stop, start
+# or reconfigure a cluster they did not create.
 
 # Check the toolchain we just promised, so that a broken install fails here
 # with a clear message rather than deep inside make.

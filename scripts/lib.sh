@@ -24,6 +24,10 @@ PD_TEST_USER="${POOLDIAG_TEST_USER:-pooldiag_test}"
 # The repository root, whichever script sourced us.
 PD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
+# The bin directory of the installation pooldiag was installed into: the
+# private copy made by pd_build_install(), or the system's before that.
+pd_bindir() { printf '%s\n' "${PD_BINDIR:-$PD_PG_BINDIR}"; }
+
 pd_log() { printf '==> %s\n' "$*" >&2; }
 pd_warn() { printf 'WARNING: %s\n' "$*" >&2; }
 pd_die() {
@@ -70,7 +74,7 @@ pd_ensure_test_user() {
 # because the account has none and perl/psql look there.
 pd_test_user_argv() {
 	PD_ARGV=(runuser -u "$PD_TEST_USER" -- env -i
-		"PATH=$PD_PG_BINDIR:/usr/local/bin:/usr/bin:/bin"
+		"PATH=$(pd_bindir):/usr/local/bin:/usr/bin:/bin"
 		"HOME=${PD_HOME:-/tmp}"
 		"USER=$PD_TEST_USER"
 		"LOGNAME=$PD_TEST_USER"
@@ -78,6 +82,9 @@ pd_test_user_argv() {
 		"TMPDIR=/tmp")
 	local v
 	# Knobs a developer may set on purpose are passed through.
+	# Port reservations in one directory for every run on this machine, so
+	# that concurrent runs never pick the same port.
+	PD_ARGV+=("PG_TEST_PORT_DIR=${PG_TEST_PORT_DIR:-/tmp/pooldiag-test-ports}")
 	for v in PG_TEST_TIMEOUT_DEFAULT PG_TEST_NOCLEAN PG_TEST_EXTRA PROVE_FLAGS CI TERM; do
 		if [ -n "${!v:-}" ]; then PD_ARGV+=("$v=${!v}"); fi
 	done
@@ -115,17 +122,28 @@ pd_copy_tree() {
 }
 
 # pd_build_install DIR: compile DIR as the test user with -Werror (warnings
-# are bugs here), then install the result as root.  -j2: the machines have
-# two cores.  Install re-passes COPT so make sees the same flags and has
-# nothing to rebuild as root.
+# are bugs here), then install the result into a private copy of the
+# PostgreSQL installation under DIR/pginst, never into the system's
+# directories.  PostgreSQL finds its lib and share directories relative to
+# its own executable, so a copy of Debian's bin/lib/share trees is a complete
+# installation of its own; PD_BINDIR then names its bin directory, and
+# `make installcheck bindir=$PD_BINDIR` tests against it.  This keeps two test
+# runs on one machine (or a run and a system server) from ever replacing each
+# other's pooldiag.so.  -j2: the machines have two cores.
 pd_build_install() {
-	local dir="$1"
+	local dir="$1" inst="$1/pginst" libdir sharedir
+	libdir="$(dirname "$PD_PG_BINDIR")"
+	sharedir="$("$PG_CONFIG" --sharedir)"
 	pd_log "building pooldiag in $dir (COPT=-Werror)"
 	PD_HOME="$dir" pd_as_test_user make -C "$dir" -j2 PG_CONFIG="$PG_CONFIG" COPT=-Werror || return 1
-	pd_log "installing pooldiag into $("$PG_CONFIG" --pkglibdir) and $("$PG_CONFIG" --sharedir)/extension"
-	make -C "$dir" PG_CONFIG="$PG_CONFIG" COPT=-Werror install || return 1
-	# Anything make install wrote in DIR must stay writable for the tests.
-	chown -R "$PD_TEST_USER:$PD_TEST_USER" "$dir"
+	mkdir -p "$inst$libdir" "$inst$sharedir"
+	cp -a "$libdir/." "$inst$libdir/"
+	cp -a "$sharedir/." "$inst$sharedir/"
+	chown -R "$PD_TEST_USER:$PD_TEST_USER" "$inst"
+	PD_BINDIR="$inst$PD_PG_BINDIR"
+	pd_log "installing pooldiag into the private installation $inst"
+	PD_HOME="$dir" pd_as_test_user make -C "$dir" PG_CONFIG="$PG_CONFIG" COPT=-Werror \
+		DESTDIR="$inst" install || return 1
 }
 
 # pd_stop_clusters DIR: immediately stop every postmaster whose data directory
@@ -139,7 +157,7 @@ pd_stop_clusters() {
 	while IFS= read -r pidfile; do
 		datadir="$(dirname "$pidfile")"
 		pd_log "stopping leftover server in $datadir"
-		PD_HOME="$dir" pd_as_test_user "$PD_PG_BINDIR/pg_ctl" stop -D "$datadir" -m immediate -w -t 30 >/dev/null 2>&1 || true
+		PD_HOME="$dir" pd_as_test_user "$(pd_bindir)/pg_ctl" stop -D "$datadir" -m immediate -w -t 30 >/dev/null 2>&1 || true
 	done < <(find "$dir" -name postmaster.pid -type f 2>/dev/null)
 }
 
@@ -159,7 +177,7 @@ pd_port_in_use() {
 pd_cluster_create() {
 	local datadir="$1" port="$2" sockdir
 	sockdir="$(dirname "$datadir")"
-	PD_HOME="$sockdir" pd_as_test_user "$PD_PG_BINDIR/initdb" -D "$datadir" -U postgres -A trust \
+	PD_HOME="$sockdir" pd_as_test_user "$(pd_bindir)/initdb" -D "$datadir" -U postgres -A trust \
 		--no-sync >"$sockdir/initdb.log" 2>&1 || {
 		cat "$sockdir/initdb.log" >&2
 		pd_die "initdb failed"
@@ -177,7 +195,7 @@ EOF
 # pd_cluster_start DATADIR LOGFILE: start it and wait until it accepts
 # connections; on failure show the end of LOGFILE.
 pd_cluster_start() {
-	PD_HOME="$(dirname "$1")" pd_as_test_user "$PD_PG_BINDIR/pg_ctl" start -D "$1" -l "$2" -w -t 60 >/dev/null || {
+	PD_HOME="$(dirname "$1")" pd_as_test_user "$(pd_bindir)/pg_ctl" start -D "$1" -l "$2" -w -t 60 >/dev/null || {
 		tail -n 30 "$2" >&2
 		pd_die "the server in $1 did not start"
 	}
@@ -185,7 +203,7 @@ pd_cluster_start() {
 
 # pd_cluster_stop DATADIR: fast shutdown, immediate if that fails.
 pd_cluster_stop() {
-	PD_HOME="$(dirname "$1")" pd_as_test_user "$PD_PG_BINDIR/pg_ctl" stop -D "$1" -m fast -w -t 30 >/dev/null 2>&1 ||
-		PD_HOME="$(dirname "$1")" pd_as_test_user "$PD_PG_BINDIR/pg_ctl" stop -D "$1" -m immediate -w -t 30 >/dev/null 2>&1 ||
+	PD_HOME="$(dirname "$1")" pd_as_test_user "$(pd_bindir)/pg_ctl" stop -D "$1" -m fast -w -t 30 >/dev/null 2>&1 ||
+		PD_HOME="$(dirname "$1")" pd_as_test_user "$(pd_bindir)/pg_ctl" stop -D "$1" -m immediate -w -t 30 >/dev/null 2>&1 ||
 		true
 }

@@ -149,7 +149,7 @@ run_suite() {
 	# servers it leaves behind are stopped by finish().
 	PD_HOME="$builddir" pd_test_user_argv \
 		timeout --kill-after=30 "$phase_timeout" \
-		make -C "$builddir" PG_CONFIG="$PG_CONFIG" "$@" installcheck
+		make -C "$builddir" PG_CONFIG="$PG_CONFIG" bindir="$PD_BINDIR" "$@" installcheck
 	"${PD_ARGV[@]}" >"$log" 2>&1 </dev/null &
 	suite_pid=$!
 	tail -n +1 -f --pid="$suite_pid" "$log" &
