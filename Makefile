@@ -12,7 +12,7 @@ OBJS = \
 	src/views.o
 
 EXTENSION = pooldiag
-DATA = pooldiag--1.0.sql
+DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql
 PGFILEDESC = "pooldiag - connection hygiene for pooled applications"
 
 # pg_regress runs against a private cluster that preloads pooldiag.
