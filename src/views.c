@@ -12,8 +12,8 @@
  * Events follow the same rule, by the event's role.
  *
  * These functions only read shared state (see registry.c and event_ring.c
- * for how), except pooldiag.drain(), which sets the atomic drain_pid of the
- * slots it is allowed to mark and wakes the worker.
+ * for how), except pooldiag.drain(), which sets the atomic drain_serial of
+ * the slots it is allowed to mark and wakes the worker.
  *
  *-------------------------------------------------------------------------
  */
@@ -317,8 +317,11 @@ pooldiag_drain(PG_FUNCTION_ARGS)
 			(appname && strcmp(snap.application_name, appname) != 0))
 			continue;
 
-		/* The rules of pg_terminate_backend(). */
-		if ((slot->is_superuser && !superuser()) ||
+		/*
+		 * The rules of pg_terminate_backend(), with the target's role as it
+		 * is now, not as it was when the session connected.
+		 */
+		if ((superuser_arg(slot->roleid) && !superuser()) ||
 			(!has_privs_of_role(GetUserId(), slot->roleid) &&
 			 !has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND)))
 		{
@@ -326,8 +329,8 @@ pooldiag_drain(PG_FUNCTION_ARGS)
 			continue;
 		}
 
-		pg_atomic_write_u32(&pgd_registry_slot(i)->drain_pid, (uint32) slot->pid);
-		marked++;
+		if (pgd_registry_request_drain(i, slot->serial))
+			marked++;
 	}
 
 	if (denied > 0)

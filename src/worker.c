@@ -74,15 +74,13 @@ PgdWorkerShared *pgd_worker_shared = NULL;
 /* What the worker already did to the session in one slot. */
 typedef struct PgdSlotMemo
 {
-	int			pid;
-	TimestampTz backend_start;
+	uint64		serial;			/* the session this memo is about */
 	int64		leak_reported_checkout; /* checkout number, 0 = none */
 	int64		dry_run_reported_checkout;	/* checkouts when reported */
 	uint8		dry_run_reported_reason;
 	bool		signalled;
 } PgdSlotMemo;
 
-/* A session that is due, waiting for its turn under the rate limit. */
 /*
  * A session that is due, waiting for its turn under the rate limit, with
  * what the decision was based on: closing it is right only while all of
@@ -93,8 +91,7 @@ typedef struct PgdCandidate
 	int			index;
 	TimestampTz deadline;
 	PgdReason	reason;
-	int			pid;
-	TimestampTz backend_start;
+	uint64		serial;			/* the session, not just its pid */
 	int64		checkouts;		/* a new checkout ends the idle period */
 	TimestampTz state_change;	/* a new statement in the transaction, too */
 } PgdCandidate;
@@ -203,11 +200,10 @@ pgd_forget_if_new_session(int index, const PgdSessionSnapshot *snap)
 {
 	PgdSlotMemo *m = &memo[index];
 
-	if (m->pid != snap->slot.pid || m->backend_start != snap->slot.backend_start)
+	if (m->serial != snap->slot.serial)
 	{
 		memset(m, 0, sizeof(PgdSlotMemo));
-		m->pid = snap->slot.pid;
-		m->backend_start = snap->slot.backend_start;
+		m->serial = snap->slot.serial;
 	}
 }
 
@@ -295,8 +291,7 @@ pgd_refill_tokens(TimestampTz now)
 static bool
 pgd_still_as_decided(const PgdCandidate *cand, const PgdSessionSnapshot *current)
 {
-	return current->slot.pid == cand->pid &&
-		current->slot.backend_start == cand->backend_start &&
+	return current->slot.serial == cand->serial &&
 		current->slot.checkouts == cand->checkouts &&
 		(cand->reason != PGD_R_IDLE_IN_TRANSACTION_TIMEOUT ||
 		 current->state_change == cand->state_change) &&
@@ -346,10 +341,28 @@ pgd_close_session(const PgdCandidate *cand)
 		 * window between this read and kill(); see README, "Guarantees and
 		 * limits".
 		 */
+		PgdCloseRequest request;
+		PgdCloseText text;
+
 		if (!pgd_registry_read(cand->index, &current) ||
 			!pgd_still_as_decided(cand, &current))
 			return false;
 		now = GetCurrentTimestamp();
+
+		/*
+		 * Tell the session why before it is signalled: its FATAL carries the
+		 * reason to the client (pgd_explain_close() in hooks.c).
+		 */
+		request.reason = cand->reason;
+		request.idle_us = cand->reason == PGD_R_IDLE_IN_TRANSACTION_TIMEOUT ?
+			now - current.state_change : now - current.slot.last_checkin;
+		request.age_us = now - current.slot.backend_start;
+		request.limit_ms = pgd_reason_limit_ms(&verdict, cand->reason);
+		request.lifetime_cut = current.slot.lifetime_cut;
+		pgd_registry_post_close_request(cand->index, current.slot.serial,
+										request.reason, request.idle_us,
+										request.age_us, request.limit_ms,
+										request.lifetime_cut);
 
 		/* As pg_terminate_backend() does: the whole process group. */
 #ifdef HAVE_SETSID
@@ -366,6 +379,15 @@ pgd_close_session(const PgdCandidate *cand)
 			return false;
 		}
 		m->signalled = true;
+
+		/* One line per close, with the numbers that justified it. */
+		if (pgd_close_explanation(&request, &text))
+			ereport(LOG,
+					(errmsg("pooldiag closed the session of process %d for %s",
+							current.slot.pid, pgd_reason_name(cand->reason)),
+					 errdetail("Role \"%s\", database \"%s\", application \"%s\".  %s",
+							   NameStr(event.usename), NameStr(event.datname),
+							   event.application_name, text.detail)));
 	}
 
 	event.event_time = now;
@@ -392,6 +414,28 @@ pgd_close_session(const PgdCandidate *cand)
 static TimestampTz pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
 											TimestampTz now, TimestampTz next_wake);
 
+/*
+ * Sessions with track_activities = off that have a policy to enforce are
+ * never closed (core cannot tell busy from idle for them); say so in the
+ * log at most once a minute, and in pooldiag.health.
+ */
+static void
+pgd_report_untracked(int nuntracked, TimestampTz now)
+{
+	static TimestampTz reported_at = 0;
+
+	if (nuntracked == 0 || now < reported_at + 60 * USECS_PER_SEC)
+		return;
+	ereport(WARNING,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg_plural("pooldiag cannot enforce its policy for %d session because \"track_activities\" is off for it",
+						   "pooldiag cannot enforce its policy for %d sessions because \"track_activities\" is off for them",
+						   nuntracked, nuntracked),
+			 errdetail("Without \"track_activities\" the server cannot tell a session that waits in a statement from an idle one, so pooldiag never closes such sessions."),
+			 errhint("Turn \"track_activities\" on for the roles and databases pooldiag should enforce.")));
+	reported_at = now;
+}
+
 static TimestampTz
 pgd_enforce(void)
 {
@@ -403,6 +447,7 @@ pgd_enforce(void)
 	int64		cpu_ns;
 	PgdSessionSnapshot snap;
 	bool		need_transaction = false;
+	int			nuntracked = 0;
 	volatile TimestampTz wake;
 
 #define WAKE_AT(t) \
@@ -422,9 +467,12 @@ pgd_enforce(void)
 		pgd_forget_if_new_session(i, &snap);
 		if (memo[i].signalled)
 			continue;
-		if (snap.slot.checkout_start != 0 &&
-			pgd_effective_ms(&snap.slot, PGD_IDLE_IN_TRANSACTION_TIMEOUT) > 0 &&
-			!pgd_registry_read_status(&snap))
+		/*
+		 * A checked-out session may be idle in a transaction, or idle
+		 * altogether if core says so (registry.c reconciles the two), so
+		 * its deadline needs core's state.
+		 */
+		if (snap.slot.checkout_start != 0 && !pgd_registry_read_status(&snap))
 			continue;
 
 		pgd_policy_evaluate(&snap, NULL, now, &verdict);
@@ -434,6 +482,10 @@ pgd_enforce(void)
 				continue;
 			pgd_policy_evaluate(&snap, NULL, now, &verdict);
 		}
+		if (verdict.exemption == PGD_EXEMPT_UNTRACKED &&
+			verdict.effective_ms[PGD_IDLE_TIMEOUT] + verdict.effective_ms[PGD_MAX_LIFETIME] +
+			verdict.effective_ms[PGD_IDLE_IN_TRANSACTION_TIMEOUT] > 0)
+			nuntracked++;
 
 		if (verdict.leak_at != 0)
 		{
@@ -443,7 +495,10 @@ pgd_enforce(void)
 			else
 				WAKE_AT(verdict.leak_at);
 		}
-		/* Role exemptions need the catalogs; they are checked later. */
+		/*
+		 * Exemptions by role and by superuser need the catalogs; they are
+		 * decided in pgd_close_session().
+		 */
 		if (verdict.due && verdict.exemption == PGD_NOT_EXEMPT)
 		{
 			PgdCandidate *cand = &candidates[ncandidates++];
@@ -451,8 +506,7 @@ pgd_enforce(void)
 			cand->index = i;
 			cand->deadline = verdict.terminate_at;
 			cand->reason = verdict.terminate_reason;
-			cand->pid = snap.slot.pid;
-			cand->backend_start = snap.slot.backend_start;
+			cand->serial = snap.slot.serial;
 			cand->checkouts = snap.slot.checkouts;
 			cand->state_change = snap.state_change;
 		}
@@ -466,7 +520,9 @@ pgd_enforce(void)
 	pgd_worker_shared->scan_slots += nslots;
 	pgd_worker_shared->scan_cpu_ns += cpu_ns;
 	pgd_worker_shared->last_scan = now;
+	pgd_worker_shared->untracked_sessions = nuntracked;
 	SpinLockRelease(&pgd_worker_shared->mutex);
+	pgd_report_untracked(nuntracked, now);
 
 	if (ncandidates == 0 && !need_transaction)
 		return next_wake;

@@ -40,6 +40,7 @@ typedef struct PgdWorkerShared
 	uint64		scan_slots;		/* slots looked at, summed over scans */
 	uint64		scan_cpu_ns;	/* CPU time spent scanning, summed */
 	TimestampTz last_scan;
+	int			untracked_sessions; /* track_activities off, with a policy */
 	uint64		terminations;
 	uint64		would_terminations;
 	uint64		leak_suspects;
