@@ -16,6 +16,7 @@
 #                             which server-dev does not pull in
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Utils
 #   perl                      prove (the TAP harness) and Test::More
+#   gdb                       t/062 injects a fault into a backend with it
 # postgresql-contrib is not needed: in bookworm it is only a metapackage, the
 # contrib modules and pgbench ship in postgresql-15 itself.
 set -euo pipefail
@@ -31,6 +32,7 @@ PACKAGES=(
 	libkrb5-dev
 	libipc-run-perl
 	perl
+	gdb
 )
 
 # Print the packages of PACKAGES that are not fully installed.
