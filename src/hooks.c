@@ -121,6 +121,13 @@ static PgdBlockState pgd_block;
 /* Nesting of utility statements, which may end transactions inside. */
 static int	pgd_utility_depth = 0;
 
+/*
+ * The statement running outside a checkout is a session set-up statement
+ * (see pgd_is_session_setup()); its transaction's end counts nothing, even
+ * when it fails.  Cleared when that transaction ends.
+ */
+static bool pgd_setup_statement = false;
+
 static void pgd_client_authentication(Port *port, int status);
 static void pgd_emit_log(ErrorData *edata);
 static PGD_EXECUTOR_START_RETURN pgd_executor_start(QueryDesc *queryDesc, int eflags);
@@ -491,6 +498,25 @@ pgd_note_block_end(const TransactionStmt *stmt, bool top_aborted,
 	}
 }
 
+/*
+ * Is this a session set-up statement outside any checkout?  SET, RESET and
+ * DISCARD sent on their own, outside a transaction block, configure the
+ * connection rather than use it: PgBouncer sends SET application_name (and
+ * its other tracked parameters) before it forwards a client's transaction
+ * to a server connection, and DISCARD ALL when it takes one back; drivers
+ * send SETs when they hand a connection out.  Counting those as checkouts
+ * would make one client transaction look like two.  Inside a transaction
+ * block, or while checked out, they are part of the checkout as usual.
+ */
+static bool
+pgd_is_session_setup(Node *parsetree, ProcessUtilityContext context)
+{
+	return context == PROCESS_UTILITY_TOPLEVEL &&
+		pgd_my_slot->checkout_start == 0 &&
+		(IsA(parsetree, VariableSetStmt) || IsA(parsetree, DiscardStmt)) &&
+		!IsTransactionBlock();
+}
+
 static void
 pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 					bool readOnlyTree, ProcessUtilityContext context,
@@ -508,7 +534,10 @@ pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 		return;
 	}
 
-	pgd_note_statement_start();
+	if (pgd_is_session_setup(parsetree, context))
+		pgd_setup_statement = true;
+	else
+		pgd_note_statement_start();
 
 	if (IsA(parsetree, TransactionStmt))
 	{
@@ -603,6 +632,7 @@ pgd_xact_callback(XactEvent event, void *arg)
 				pgd_block.chain = false;
 				return;
 			}
+			pgd_setup_statement = false;
 			pgd_checkin(GetCurrentTransactionStopTimestamp());
 			break;
 
@@ -624,8 +654,9 @@ pgd_xact_callback(XactEvent event, void *arg)
 			 * idle backends run empty transactions of their own, e.g. to
 			 * catch up on invalidation messages.)
 			 */
-			if (pgd_my_slot->checkout_start == 0)
+			if (pgd_my_slot->checkout_start == 0 && !pgd_setup_statement)
 				pgd_registry_begin_checkout(GetCurrentStatementStartTimestamp());
+			pgd_setup_statement = false;
 			pgd_checkin(GetCurrentTransactionStopTimestamp());
 			break;
 

@@ -87,6 +87,16 @@ case_is("VACUUM t, t2;", 1, 'VACUUM of two tables: 1');
 case_is("CREATE INDEX CONCURRENTLY t_x ON t (x);", 1, 'CREATE INDEX CONCURRENTLY: 1');
 case_is("REINDEX INDEX CONCURRENTLY t_x;", 1, 'REINDEX CONCURRENTLY: 1');
 case_is("ROLLBACK;", 1, 'ROLLBACK outside a block (a warning): 1');
+# Session set-up statements on their own configure the connection, as
+# PgBouncer's SET application_name before each transaction does.
+case_is("SET application_name = 'pgbouncer-client';", 0, 'a SET on its own: 0');
+case_is("RESET application_name;", 0, 'a RESET on its own: 0');
+case_is("SET work_mem = 'bogus';", 0, 'a failing SET on its own: 0');
+case_is("DISCARD ALL;", 0, 'DISCARD ALL on its own: 0');
+case_is("SET application_name = 'boundaries';\nSELECT 1;", 1,
+	'a SET, then a statement: 1 (the statement)');
+case_is("BEGIN;\nSET LOCAL work_mem = '8MB';\nSELECT 1;\nCOMMIT;", 1,
+	'SET inside a block is part of it: 1');
 case_is("COMMIT AND CHAIN;", 1, 'COMMIT AND CHAIN outside a block (an error): 1');
 
 # A statement that commits inside itself stays checked out for its whole
