@@ -35,6 +35,7 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/array.h"
@@ -49,6 +50,7 @@
 #include "event_ring.h"
 #include "flush.h"
 #include "pooldiag.h"
+#include "sanitize.h"
 #include "worker.h"
 
 /* Events written per transaction. */
@@ -184,8 +186,25 @@ pgd_event_detail_json(const PgdEvent *ev, StringInfo buf)
 }
 
 /*
+ * A name of the event as a name Datum that is valid in the database
+ * encoding (see sanitize.c): the producer checked it against another
+ * encoding, or none (a rejected attempt), and roles are shared by databases
+ * of every encoding.  Cut at NAMEDATALEN - 1 bytes, at a character.
+ */
+static Datum
+pgd_name_datum(const NameData *name)
+{
+	Name		result = palloc0(NAMEDATALEN);
+
+	pgd_sanitize_string(NameStr(*result), NAMEDATALEN, NameStr(*name),
+						GetDatabaseEncoding());
+	return NameGetDatum(result);
+}
+
+/*
  * One event as the row of pooldiag.events / pooldiag.recent_events().
- * Allocates in the current memory context.
+ * Allocates in the current memory context.  Never fails on the event's
+ * strings: whatever is not valid in the database encoding is escaped.
  */
 void
 pgd_event_values(const PgdEvent *ev, int64 event_id,
@@ -193,6 +212,7 @@ pgd_event_values(const PgdEvent *ev, int64 event_id,
 {
 	const char *reason = pgd_reason_name(ev->reason);
 	StringInfoData detail;
+	char		appname[PGD_SANITIZED_MAXLEN];
 
 	memset(nulls, 0, sizeof(bool) * PGD_EVENT_NCOLUMNS);
 
@@ -208,11 +228,14 @@ pgd_event_values(const PgdEvent *ev, int64 event_id,
 		values[5] = TimestampTzGetDatum(ev->backend_start);
 	else
 		nulls[5] = true;
-	values[6] = NameGetDatum(&ev->datname);
+	values[6] = pgd_name_datum(&ev->datname);
 	nulls[6] = NameStr(ev->datname)[0] == '\0';
-	values[7] = NameGetDatum(&ev->usename);
+	values[7] = pgd_name_datum(&ev->usename);
 	nulls[7] = NameStr(ev->usename)[0] == '\0';
-	values[8] = CStringGetTextDatum(ev->application_name);
+	/* text, so escapes need not be cut to the ring's field size */
+	pgd_sanitize_string(appname, sizeof(appname), ev->application_name,
+						GetDatabaseEncoding());
+	values[8] = CStringGetTextDatum(appname);
 
 	if (ev->client_family == AF_INET || ev->client_family == AF_INET6)
 	{
