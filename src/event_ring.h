@@ -97,8 +97,15 @@ extern int	pgd_ring_peek(PgdEvent *events, int max_events);
 extern void pgd_ring_release(int nevents);
 extern void pgd_ring_discard_oldest(uint64 keep);
 
-/* Readers: a non-destructive copy of what is queued now. */
-extern int	pgd_ring_snapshot(PgdEvent *events, int max_events);
+/* Readers: a non-destructive copy of what is queued now, chunk by chunk. */
+typedef struct PgdRingCursor
+{
+	uint64		next;			/* next position to look at */
+	uint64		end;			/* head when the cursor was started */
+} PgdRingCursor;
+extern void pgd_ring_cursor_init(PgdRingCursor *cursor);
+extern bool pgd_ring_read(PgdRingCursor *cursor, PgdEvent *events,
+						  int max_events, int *nevents);
 
 /* Counters for pooldiag.health. */
 typedef struct PgdRingCounters
