@@ -10,7 +10,8 @@ OBJS = \
 	src/flush.o \
 	src/policy.o \
 	src/views.o \
-	src/sanitize.o
+	src/sanitize.o \
+	src/fold.o
 
 EXTENSION = pooldiag
 DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql

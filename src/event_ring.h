@@ -76,6 +76,9 @@ typedef struct PgdEvent
 #define PGD_D_CHECKIN_START				0
 #define PGD_D_CHECKIN_HOLD_US			1
 #define PGD_D_REJECTED_SQLSTATE			0
+#define PGD_D_REJECTED_REPEATS			1	/* folded rows only, see fold.c */
+#define PGD_D_REJECTED_FIRST_TIME		2
+#define PGD_D_REJECTED_LAST_TIME		3
 #define PGD_D_TERMINATE_IDLE_US			0
 #define PGD_D_TERMINATE_DEADLINE		1
 #define PGD_D_TERMINATE_CHECKOUTS		2
@@ -117,6 +120,8 @@ typedef struct PgdRingCounters
 	uint32		capacity;
 } PgdRingCounters;
 extern void pgd_ring_counters(PgdRingCounters *counters);
+
+struct Latch;
 
 /*
  * The worker publishes its latch here (NULL when it is not running);

@@ -49,6 +49,7 @@
 
 #include "event_ring.h"
 #include "flush.h"
+#include "fold.h"
 #include "pooldiag.h"
 #include "sanitize.h"
 #include "worker.h"
@@ -159,6 +160,15 @@ pgd_event_detail_json(const PgdEvent *ev, StringInfo buf)
 		case PGD_EV_REJECTED:
 			appendStringInfo(buf, "\"sqlstate\": \"%s\"",
 							 unpack_sql_state((int) ev->detail[PGD_D_REJECTED_SQLSTATE]));
+			/* A row that stands for folded repeats; see fold.c. */
+			if (ev->detail[PGD_D_REJECTED_REPEATS] > 0)
+			{
+				appendStringInfo(buf, ", \"repeats\": %lld, ",
+								 (long long) ev->detail[PGD_D_REJECTED_REPEATS]);
+				pgd_append_time(buf, "first_time", ev->detail[PGD_D_REJECTED_FIRST_TIME]);
+				appendStringInfoString(buf, ", ");
+				pgd_append_time(buf, "last_time", ev->detail[PGD_D_REJECTED_LAST_TIME]);
+			}
 			break;
 		case PGD_EV_TERMINATE:
 		case PGD_EV_WOULD_TERMINATE:
@@ -308,8 +318,12 @@ pgd_insert_events(const PgdEvent *events, int n)
 		bool		nulls[PGD_EVENT_NCOLUMNS];
 		int64		event_id = id_base + (int64) events[i].position;
 
-		/* Written already by a worker that died before releasing it. */
-		if (event_id <= table_max_event_id)
+		/*
+		 * Written already by a worker that died before releasing it.  Not
+		 * a folded row: it takes the position of an attempt released long
+		 * ago, and is written only once (see fold.c).
+		 */
+		if (event_id <= table_max_event_id && !pgd_fold_is_folded_row(&events[i]))
 			continue;
 
 		pgd_event_values(&events[i], event_id, values, nulls);
@@ -518,12 +532,25 @@ pgd_flush_events(int *nwritten)
 	int			n;
 
 	*nwritten = 0;
-	while ((n = pgd_ring_peek(batch, PGD_FLUSH_BATCH)) > 0)
+	for (;;)
 	{
-		result = pgd_write_batch(batch, n);
-		if (result != PGD_FLUSH_OK)
-			return result;
+		const PgdEvent *rows;
+		int			nrows;
 
+		/* Repeated rejections are counted rather than written: fold.c. */
+		n = pgd_ring_peek(batch, PGD_FLUSH_BATCH);
+		nrows = pgd_fold_batch(batch, n, n < PGD_FLUSH_BATCH, &rows);
+		if (nrows > 0)
+		{
+			result = pgd_write_batch(rows, nrows);
+			if (result != PGD_FLUSH_OK)
+				return result;
+		}
+
+		/* Committed: no interrupt check until the ring is released. */
+		pgd_fold_publish();
+		if (n == 0)
+			break;
 		pgd_ring_release(n);
 		*nwritten += n;
 

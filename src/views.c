@@ -36,6 +36,7 @@
 #include "compat.h"
 #include "event_ring.h"
 #include "flush.h"
+#include "fold.h"
 #include "hooks.h"
 #include "policy.h"
 #include "pooldiag.h"
@@ -48,7 +49,7 @@ PG_FUNCTION_INFO_V1(pooldiag_recent_events);
 PG_FUNCTION_INFO_V1(pooldiag_drain);
 
 #define PGD_SESSIONS_COLS	24
-#define PGD_HEALTH_COLS		13
+#define PGD_HEALTH_COLS		14
 
 static Datum
 pgd_interval_datum(int64 us)
@@ -232,6 +233,7 @@ pooldiag_health(PG_FUNCTION_ARGS)
 		values[12] = Float8GetDatum((double) worker.scan_cpu_ns / worker.scan_slots);
 	else
 		nulls[12] = true;
+	values[13] = Int64GetDatum((int64) pgd_fold_count());
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
