@@ -16,6 +16,10 @@
  * first flush of a server run and kept in shared memory), and a freshly
  * started worker skips events whose id the table already holds.
  *
+ * Before a batch is inserted, repeated rejections in it are folded
+ * (fold.c): fewer rows may be written than events are released, and a
+ * window that ends can add a row that stands for attempts released before.
+ *
  * Failures never end the worker: a missing extension or a failed write
  * keeps the events queued, logs one WARNING with a hint when the worker
  * enters that state (not once per cycle), and is retried on the next flush.
