@@ -9,7 +9,9 @@ OBJS = \
 	src/worker.o \
 	src/flush.o \
 	src/policy.o \
-	src/views.o
+	src/views.o \
+	src/sanitize.o \
+	src/fold.o
 
 EXTENSION = pooldiag
 DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql

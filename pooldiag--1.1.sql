@@ -114,7 +114,8 @@ CREATE FUNCTION pooldiag.get_health(
     OUT would_terminations bigint,
     OUT leak_suspects bigint,
     OUT scans bigint,
-    OUT scan_ns_per_slot double precision
+    OUT scan_ns_per_slot double precision,
+    OUT rejections_folded bigint
 )
 RETURNS record
 AS 'MODULE_PATHNAME', 'pooldiag_health'

@@ -16,6 +16,10 @@
  * first flush of a server run and kept in shared memory), and a freshly
  * started worker skips events whose id the table already holds.
  *
+ * Before a batch is inserted, repeated rejections in it are folded
+ * (fold.c): fewer rows may be written than events are released, and a
+ * window that ends can add a row that stands for attempts released before.
+ *
  * Failures never end the worker: a missing extension or a failed write
  * keeps the events queued, logs one WARNING with a hint when the worker
  * enters that state (not once per cycle), and is retried on the next flush.
@@ -35,6 +39,7 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/array.h"
@@ -48,7 +53,9 @@
 
 #include "event_ring.h"
 #include "flush.h"
+#include "fold.h"
 #include "pooldiag.h"
+#include "sanitize.h"
 #include "worker.h"
 
 /* Events written per transaction. */
@@ -157,6 +164,15 @@ pgd_event_detail_json(const PgdEvent *ev, StringInfo buf)
 		case PGD_EV_REJECTED:
 			appendStringInfo(buf, "\"sqlstate\": \"%s\"",
 							 unpack_sql_state((int) ev->detail[PGD_D_REJECTED_SQLSTATE]));
+			/* A row that stands for folded repeats; see fold.c. */
+			if (ev->detail[PGD_D_REJECTED_REPEATS] > 0)
+			{
+				appendStringInfo(buf, ", \"repeats\": %lld, ",
+								 (long long) ev->detail[PGD_D_REJECTED_REPEATS]);
+				pgd_append_time(buf, "first_time", ev->detail[PGD_D_REJECTED_FIRST_TIME]);
+				appendStringInfoString(buf, ", ");
+				pgd_append_time(buf, "last_time", ev->detail[PGD_D_REJECTED_LAST_TIME]);
+			}
 			break;
 		case PGD_EV_TERMINATE:
 		case PGD_EV_WOULD_TERMINATE:
@@ -184,8 +200,25 @@ pgd_event_detail_json(const PgdEvent *ev, StringInfo buf)
 }
 
 /*
+ * A name of the event as a name Datum that is valid in the database
+ * encoding (see sanitize.c): the producer checked it against another
+ * encoding, or none (a rejected attempt), and roles are shared by databases
+ * of every encoding.  Cut at NAMEDATALEN - 1 bytes, at a character.
+ */
+static Datum
+pgd_name_datum(const NameData *name)
+{
+	Name		result = palloc0(NAMEDATALEN);
+
+	pgd_sanitize_string(NameStr(*result), NAMEDATALEN, NameStr(*name),
+						GetDatabaseEncoding());
+	return NameGetDatum(result);
+}
+
+/*
  * One event as the row of pooldiag.events / pooldiag.recent_events().
- * Allocates in the current memory context.
+ * Allocates in the current memory context.  Never fails on the event's
+ * strings: whatever is not valid in the database encoding is escaped.
  */
 void
 pgd_event_values(const PgdEvent *ev, int64 event_id,
@@ -193,6 +226,7 @@ pgd_event_values(const PgdEvent *ev, int64 event_id,
 {
 	const char *reason = pgd_reason_name(ev->reason);
 	StringInfoData detail;
+	char		appname[PGD_SANITIZED_MAXLEN];
 
 	memset(nulls, 0, sizeof(bool) * PGD_EVENT_NCOLUMNS);
 
@@ -208,11 +242,14 @@ pgd_event_values(const PgdEvent *ev, int64 event_id,
 		values[5] = TimestampTzGetDatum(ev->backend_start);
 	else
 		nulls[5] = true;
-	values[6] = NameGetDatum(&ev->datname);
+	values[6] = pgd_name_datum(&ev->datname);
 	nulls[6] = NameStr(ev->datname)[0] == '\0';
-	values[7] = NameGetDatum(&ev->usename);
+	values[7] = pgd_name_datum(&ev->usename);
 	nulls[7] = NameStr(ev->usename)[0] == '\0';
-	values[8] = CStringGetTextDatum(ev->application_name);
+	/* text, so escapes need not be cut to the ring's field size */
+	pgd_sanitize_string(appname, sizeof(appname), ev->application_name,
+						GetDatabaseEncoding());
+	values[8] = CStringGetTextDatum(appname);
 
 	if (ev->client_family == AF_INET || ev->client_family == AF_INET6)
 	{
@@ -285,8 +322,12 @@ pgd_insert_events(const PgdEvent *events, int n)
 		bool		nulls[PGD_EVENT_NCOLUMNS];
 		int64		event_id = id_base + (int64) events[i].position;
 
-		/* Written already by a worker that died before releasing it. */
-		if (event_id <= table_max_event_id)
+		/*
+		 * Written already by a worker that died before releasing it.  Not
+		 * a folded row: it takes the position of an attempt released long
+		 * ago, and is written only once (see fold.c).
+		 */
+		if (event_id <= table_max_event_id && !pgd_fold_is_folded_row(&events[i]))
 			continue;
 
 		pgd_event_values(&events[i], event_id, values, nulls);
@@ -495,12 +536,25 @@ pgd_flush_events(int *nwritten)
 	int			n;
 
 	*nwritten = 0;
-	while ((n = pgd_ring_peek(batch, PGD_FLUSH_BATCH)) > 0)
+	for (;;)
 	{
-		result = pgd_write_batch(batch, n);
-		if (result != PGD_FLUSH_OK)
-			return result;
+		const PgdEvent *rows;
+		int			nrows;
 
+		/* Repeated rejections are counted rather than written: fold.c. */
+		n = pgd_ring_peek(batch, PGD_FLUSH_BATCH);
+		nrows = pgd_fold_batch(batch, n, n < PGD_FLUSH_BATCH, &rows);
+		if (nrows > 0)
+		{
+			result = pgd_write_batch(rows, nrows);
+			if (result != PGD_FLUSH_OK)
+				return result;
+		}
+
+		/* Committed: no interrupt check until the ring is released. */
+		pgd_fold_publish();
+		if (n == 0)
+			break;
 		pgd_ring_release(n);
 		*nwritten += n;
 

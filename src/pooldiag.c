@@ -26,6 +26,7 @@
 #include "utils/guc.h"
 
 #include "event_ring.h"
+#include "fold.h"
 #include "policy.h"
 #include "pooldiag.h"
 #include "registry.h"
@@ -43,6 +44,7 @@ int			pgd_flush_interval_ms = 1000;
 int			pgd_log_checkouts = PGD_LOG_CHECKOUTS_SLOW;
 int			pgd_log_min_hold_ms = 1000;
 int			pgd_events_retention_s = 7 * 24 * 3600;
+int			pgd_rejection_fold_window_ms = 60 * 1000;
 int			pgd_naptime_ms = 1000;
 int			pgd_idle_timeout_ms = 0;
 int			pgd_max_lifetime_ms = 0;
@@ -119,6 +121,7 @@ pgd_shmem_request(void)
 	size = add_size(size, pgd_ring_shmem_size());
 	size = add_size(size, pgd_worker_shmem_size());
 	size = add_size(size, pgd_policy_shmem_size());
+	size = add_size(size, pgd_fold_shmem_size());
 	RequestAddinShmemSpace(size);
 }
 
@@ -133,6 +136,7 @@ pgd_shmem_startup(void)
 	pgd_ring_shmem_init();
 	pgd_worker_shmem_init();
 	pgd_policy_shmem_init();
+	pgd_fold_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -182,6 +186,13 @@ pgd_define_settings(void)
 							&pgd_events_retention_s,
 							7 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pooldiag.rejection_fold_window",
+							"Time within which repeats of a rejected connection attempt are counted in one row instead of written one by one; 0 writes each.",
+							NULL,
+							&pgd_rejection_fold_window_ms,
+							60 * 1000, 0, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	/* Enforcement. */

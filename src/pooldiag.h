@@ -10,6 +10,8 @@
  *	 event_ring.c  the shared-memory event queue
  *	 worker.c      the background worker's main loop and enforcement scan
  *	 flush.c       writing queued events to pooldiag.events, retention
+ *	 fold.c        folding repeated rejections into one row per window
+ *	 sanitize.c    making client-chosen strings valid text
  *	 policy.c      effective per-session policy, deadlines, exemptions
  *	 views.c       SQL-callable functions behind the views
  *
@@ -35,6 +37,7 @@ extern int	pgd_flush_interval_ms;
 extern int	pgd_log_checkouts;
 extern int	pgd_log_min_hold_ms;
 extern int	pgd_events_retention_s;
+extern int	pgd_rejection_fold_window_ms;
 extern int	pgd_naptime_ms;
 extern int	pgd_idle_timeout_ms;
 extern int	pgd_max_lifetime_ms;

@@ -30,11 +30,13 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
 #include "event_ring.h"
 #include "flush.h"
+#include "fold.h"
 #include "hooks.h"
 #include "policy.h"
 #include "pooldiag.h"
@@ -47,7 +49,7 @@ PG_FUNCTION_INFO_V1(pooldiag_recent_events);
 PG_FUNCTION_INFO_V1(pooldiag_drain);
 
 #define PGD_SESSIONS_COLS	24
-#define PGD_HEALTH_COLS		13
+#define PGD_HEALTH_COLS		14
 
 static Datum
 pgd_interval_datum(int64 us)
@@ -231,44 +233,68 @@ pooldiag_health(PG_FUNCTION_ARGS)
 		values[12] = Float8GetDatum((double) worker.scan_cpu_ns / worker.scan_slots);
 	else
 		nulls[12] = true;
+	values[13] = Int64GetDatum((int64) pgd_fold_count());
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
+
+/*
+ * pooldiag.recent_events(): the events queued in the ring now.  The ring
+ * may hold millions of events, so it is copied PGD_RECENT_CHUNK events at a
+ * time, and the rows of each chunk are built in a context that is reset
+ * after it; what the call keeps is the tuplestore, which spills to a
+ * temporary file past work_mem.  Memory does not grow with
+ * event_buffer_size or with the number of events queued.
+ */
+#define PGD_RECENT_CHUNK	1024
 
 Datum
 pooldiag_recent_events(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	PgdRingCounters ring;
+	PgdRingCursor cursor;
 	PgdEvent   *events;
+	MemoryContext rows_context;
 	int			n;
-	bool		see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	bool		see_all;
 	int64		id_base;
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
 
-	pgd_ring_counters(&ring);
-	events = palloc(sizeof(PgdEvent) * ring.capacity);
-	n = pgd_ring_snapshot(events, ring.capacity);
+	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	events = palloc(sizeof(PgdEvent) * PGD_RECENT_CHUNK);
+	rows_context = AllocSetContextCreate(CurrentMemoryContext,
+										 "pooldiag recent_events rows",
+										 ALLOCSET_DEFAULT_SIZES);
 	id_base = pgd_event_id_base();
 
-	for (int i = 0; i < n; i++)
+	pgd_ring_cursor_init(&cursor);
+	while (pgd_ring_read(&cursor, events, PGD_RECENT_CHUNK, &n))
 	{
-		Datum		values[PGD_EVENT_NCOLUMNS];
-		bool		nulls[PGD_EVENT_NCOLUMNS];
+		MemoryContext old_context = MemoryContextSwitchTo(rows_context);
 
-		if (!see_all)
+		for (int i = 0; i < n; i++)
 		{
-			Oid			roleid = get_role_oid(NameStr(events[i].usename), true);
+			Datum		values[PGD_EVENT_NCOLUMNS];
+			bool		nulls[PGD_EVENT_NCOLUMNS];
 
-			if (!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid))
-				continue;
+			if (!see_all)
+			{
+				Oid			roleid = get_role_oid(NameStr(events[i].usename), true);
+
+				if (!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid))
+					continue;
+			}
+			pgd_event_values(&events[i], id_base + (int64) events[i].position,
+							 values, nulls);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
-		pgd_event_values(&events[i], id_base + (int64) events[i].position,
-						 values, nulls);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old_context);
+		MemoryContextReset(rows_context);
+		CHECK_FOR_INTERRUPTS();
 	}
+	MemoryContextDelete(rows_context);
 	pfree(events);
 	return (Datum) 0;
 }
