@@ -74,14 +74,14 @@ is($observer->query_safe('SELECT 42'), '42', 'sessions go on working with a full
 # Several flush cycles (200 ms each) have passed: still exactly one warning.
 usleep(1_500_000);
 my $log = slurp_file($node->logfile);
-my @warnings = ($log =~ /WARNING:  pooldiag worker cannot store events: extension "pooldiag" is not installed in database "postgres"/g);
+my @warnings = ($log =~ /WARNING:  pooldiag writer cannot store events: extension "pooldiag" is not installed in database "postgres"/g);
 is(scalar(@warnings), 1, 'exactly one WARNING while waiting for the extension');
 like($log, qr/HINT:  Run CREATE EXTENSION pooldiag in database "postgres"/, 'with a hint');
 my @drop_warnings = ($log =~ /WARNING:  pooldiag dropped \d+ events because its event ring was full/g);
 is(scalar(@drop_warnings), 1, 'one WARNING about dropped events (at most one a minute)');
 like($log, qr/HINT:  Raise "pooldiag.event_buffer_size"/, 'saying what to raise');
-unlike($log, qr/pooldiag worker.*(FATAL|ERROR)|background worker "pooldiag worker".*exited/,
-	'the worker neither failed nor restarted');
+unlike($log, qr/pooldiag (writer|enforcer).*(FATAL|ERROR)|background worker "pooldiag (writer|enforcer)".*exited/,
+	'the workers neither failed nor restarted');
 
 # Once the extension exists, the queued events are written.
 $node->safe_psql('postgres', 'DROP SCHEMA pooldiag CASCADE; CREATE EXTENSION pooldiag');
@@ -96,7 +96,7 @@ is( $node->safe_psql('postgres',
 		"SELECT count(*) = max(event_id) - min(event_id) + 1 FROM pooldiag.events"),
 	't', 'event ids have no gaps');
 like(slurp_file($node->logfile),
-	qr/LOG:  pooldiag worker resumed writing events to "pooldiag.events"/,
+	qr/LOG:  pooldiag writer resumed writing events to "pooldiag.events"/,
 	'the worker says it resumed');
 $observer->quit;
 $node->stop;
