@@ -135,14 +135,21 @@ my $written = $node->safe_psql('postgres',
 note "checkout events written so far: $written";
 
 wait_flushed($node);
+# The writer may not keep up with this stream: the ring then drops events
+# (counted in events_dropped), terminate events among them.  The enforcer's
+# own accounting in pooldiag.health covers every close.
+note 'events dropped: '
+  . $node->safe_psql('postgres', 'SELECT events_dropped FROM pooldiag.health');
+is($node->safe_psql('postgres', 'SELECT terminations FROM pooldiag.health'),
+	'9', 'pooldiag.health counts the 8 closes (and the one of part 1)');
 is( $node->safe_psql(
 		'postgres',
-		"SELECT count(*), count(*) FILTER (WHERE event_time - (detail->>'deadline')::timestamptz < interval '1 s')
+		"SELECT count(*) FILTER (WHERE event_time - (detail->>'deadline')::timestamptz >= interval '1 s')
 		 FROM pooldiag.events WHERE event = 'terminate' AND pid IN (" . join(',', @pids) . ')'),
-	'8|8',
-	'eight terminate events, each less than 1 s after its deadline');
+	'0',
+	'no terminate event written is 1 s or more after its deadline');
 is($node->safe_psql('postgres', "SELECT max_lateness < interval '1 s' FROM pooldiag.health"),
-	't', "pooldiag.health's max_lateness stayed under 1 s");
+	't', "pooldiag.health's max_lateness, over all closes, stayed under 1 s");
 close_session($_) for @sessions;
 
 $node->stop;
