@@ -224,14 +224,14 @@ pgd_define_settings(void)
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("pooldiag.database",
-							   "Database the pooldiag worker connects to and writes pooldiag.events in.",
+							   "Database the pooldiag writer connects to and writes pooldiag.events in.",
 							   NULL,
 							   &pgd_database,
 							   "postgres",
 							   PGC_POSTMASTER, 0,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("pooldiag.flush_interval",
-							"Longest time queued events wait before the worker writes them.",
+							"Longest time queued events wait before the writer writes them.",
 							NULL,
 							&pgd_flush_interval_ms,
 							1000, 10, 3600 * 1000,
@@ -253,7 +253,7 @@ pgd_define_settings(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pooldiag.events_retention",
-							"Age after which the worker deletes rows of pooldiag.events; 0 keeps them.",
+							"Age after which the writer deletes rows of pooldiag.events; 0 keeps them.",
 							NULL,
 							&pgd_events_retention_s,
 							7 * 24 * 3600, 0, INT_MAX,
@@ -262,7 +262,7 @@ pgd_define_settings(void)
 
 	/* Enforcement. */
 	DefineCustomIntVariable("pooldiag.naptime",
-							"Longest time the worker sleeps between two scans of the sessions.",
+							"Longest time the enforcer sleeps between two scans of the sessions.",
 							NULL,
 							&pgd_naptime_ms,
 							1000, 10, 3600 * 1000,
@@ -311,7 +311,7 @@ pgd_define_settings(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							pgd_check_policy_setting, pgd_assign_leak_threshold, NULL);
 	DefineCustomIntVariable("pooldiag.max_terminations_per_second",
-							"Most sessions the worker closes per second; 0 means no limit.",
+							"Most sessions the enforcer closes per second; 0 means no limit.",
 							NULL,
 							&pgd_max_terminations_per_second,
 							10, 0, 100000,
