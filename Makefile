@@ -7,6 +7,7 @@ OBJS = \
 	src/hooks.o \
 	src/event_ring.o \
 	src/worker.o \
+	src/writer.o \
 	src/flush.o \
 	src/policy.o \
 	src/views.o \

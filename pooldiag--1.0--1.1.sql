@@ -4,9 +4,13 @@
 \echo Use "ALTER EXTENSION pooldiag UPDATE TO '1.1'" to load this file. \quit
 
 
--- pooldiag.health: rejections_folded, attempts counted into folded
--- "rejected" rows (pooldiag.rejection_fold_window).  A view's columns
--- cannot be added to through its function, so both are made again.
+--
+-- pooldiag.health: the enforcer and the writer are two workers now; new
+-- columns for each, the enforcer's lateness, events lost in crashes,
+-- rejections folded (pooldiag.rejection_fold_window) and sessions that
+-- cannot be enforced (track_activities = off).  The view depends on the
+-- function, so both are dropped and created again.
+--
 DROP VIEW pooldiag.health;
 DROP FUNCTION pooldiag.get_health();
 
@@ -24,7 +28,16 @@ CREATE FUNCTION pooldiag.get_health(
     OUT leak_suspects bigint,
     OUT scans bigint,
     OUT scan_ns_per_slot double precision,
-    OUT rejections_folded bigint
+    OUT writer_pid integer,
+    OUT writer_state text,
+    OUT enforcer_pid integer,
+    OUT enforcer_state text,
+    OUT last_scan timestamptz,
+    OUT lateness interval,
+    OUT max_lateness interval,
+    OUT events_lost_in_crash bigint,
+    OUT rejections_folded bigint,
+    OUT untracked_sessions integer
 )
 RETURNS record
 AS 'MODULE_PATHNAME', 'pooldiag_health'

@@ -99,7 +99,9 @@ AS 'MODULE_PATHNAME', 'pooldiag_recent_events'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
 --
--- Pipeline and worker health
+-- Pipeline and worker health.  worker_pid and worker_state are 1.0's names
+-- for writer_pid and writer_state; the C function also serves 1.0's
+-- thirteen columns, which come first in the same order.
 --
 CREATE FUNCTION pooldiag.get_health(
     OUT events_queued bigint,
@@ -115,7 +117,16 @@ CREATE FUNCTION pooldiag.get_health(
     OUT leak_suspects bigint,
     OUT scans bigint,
     OUT scan_ns_per_slot double precision,
-    OUT rejections_folded bigint
+    OUT writer_pid integer,
+    OUT writer_state text,
+    OUT enforcer_pid integer,
+    OUT enforcer_state text,
+    OUT last_scan timestamptz,
+    OUT lateness interval,
+    OUT max_lateness interval,
+    OUT events_lost_in_crash bigint,
+    OUT rejections_folded bigint,
+    OUT untracked_sessions integer
 )
 RETURNS record
 AS 'MODULE_PATHNAME', 'pooldiag_health'

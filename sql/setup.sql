@@ -19,9 +19,10 @@ SELECT proname, provolatile, proisstrict, proparallel, prosecdef
 FROM pg_proc WHERE pronamespace = 'pooldiag'::regnamespace
 ORDER BY proname;
 
--- The worker runs, shows in pg_stat_activity with its own backend_type,
--- and is not a tracked session.
-SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pooldiag worker';
+-- The enforcer and the writer run, show in pg_stat_activity with their own
+-- backend_type, and are not tracked sessions.
+SELECT backend_type, count(*) FROM pg_stat_activity
+ WHERE backend_type LIKE 'pooldiag%' GROUP BY 1 ORDER BY 1;
 SELECT count(*) FROM pooldiag.sessions s
   JOIN pg_stat_activity a USING (pid)
  WHERE a.backend_type <> 'client backend';

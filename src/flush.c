@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * flush.c
- *		Turning queued events into rows: the worker's writes to
+ *		Turning queued events into rows: the writer's writes to
  *		pooldiag.events, retention, and the row format that
  *		pooldiag.recent_events() shares with the table.
  *
@@ -20,12 +20,22 @@
  * (fold.c): fewer rows may be written than events are released, and a
  * window that ends can add a row that stands for attempts released before.
  *
- * Failures never end the worker: a missing extension or a failed write
- * keeps the events queued, logs one WARNING with a hint when the worker
+ * Failures never end the writer: a missing extension or a failed write
+ * keeps the events queued, logs one WARNING with a hint when the writer
  * enters that state (not once per cycle), and is retried on the next flush.
+ * The writer runs with a short lock_timeout (writer.c), so a lock on the
+ * table makes a write fail with ERRCODE_LOCK_NOT_AVAILABLE; that is state
+ * write-blocked, logged once at LOG level: maintenance such as VACUUM FULL
+ * or REINDEX takes that lock, and nothing is lost while it lasts.
  *
- * Only the worker calls the writing functions; pgd_event_values() is also
- * used by pooldiag.recent_events() in ordinary backends.
+ * One call of pgd_flush_events() writes at most what was queued when it
+ * started, so that a steady stream of events cannot keep the writer from
+ * its other duties (reloads, retention, a shutdown request).
+ *
+ * Only the writer (writer.c) calls the writing functions and is the only
+ * writer of the writer_* fields and event counters of PgdWorkerShared;
+ * pgd_event_values() is also used by pooldiag.recent_events() in ordinary
+ * backends.
  *
  *-------------------------------------------------------------------------
  */
@@ -109,6 +119,14 @@ static bool duplicates_checked = false;
 static int64 table_max_event_id = 0;
 
 static TimestampTz last_retention = 0;
+
+/*
+ * The state the last write left the writer in (messages are logged when it
+ * changes), and the message of the last failed write, for the writer's
+ * shutdown report.
+ */
+static PgdWorkerState reported_state = PGD_WORKER_STARTING;
+static char last_error[256] = "";
 
 /* Forget per-process state; called when a worker starts. */
 void
@@ -378,11 +396,16 @@ pgd_insert_events(const PgdEvent *events, int n)
 static void
 pgd_report_state(PgdWorkerState state, const char *message)
 {
-	PgdWorkerState previous;
+	PgdWorkerState previous = reported_state;
+
+	if (message)
+		strlcpy(last_error, message, sizeof(last_error));
+	reported_state = state;
 
 	SpinLockAcquire(&pgd_worker_shared->mutex);
-	previous = pgd_worker_shared->state;
-	pgd_worker_shared->state = state;
+	/* A writer that is stopping stays "stopping" in pooldiag.health. */
+	if (pgd_worker_shared->writer_state != PGD_WORKER_STOPPING)
+		pgd_worker_shared->writer_state = state;
 	SpinLockRelease(&pgd_worker_shared->mutex);
 
 	/* One message per change of state, never one per cycle. */
@@ -391,32 +414,45 @@ pgd_report_state(PgdWorkerState state, const char *message)
 	if (state == PGD_WORKER_WAITING_FOR_EXTENSION)
 		ereport(WARNING,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("pooldiag worker cannot store events: extension \"pooldiag\" is not installed in database \"%s\"",
+				 errmsg("pooldiag writer cannot store events: extension \"pooldiag\" is not installed in database \"%s\"",
 						pgd_database),
 				 errdetail("Events stay queued in shared memory until they can be written; when the queue is full, new events are dropped and counted."),
 				 errhint("Run CREATE EXTENSION pooldiag in database \"%s\", or set \"pooldiag.database\" to the database where it is installed.",
 						 pgd_database)));
 	else if (state == PGD_WORKER_WRITE_FAILED)
 		ereport(WARNING,
-				(errmsg("pooldiag worker could not write events to \"pooldiag.events\": %s",
+				(errmsg("pooldiag writer could not write events to \"pooldiag.events\": %s",
 						message),
 				 errdetail("Events stay queued in shared memory and the write is retried every \"pooldiag.flush_interval\"."),
 				 errhint("Check that table \"pooldiag.events\" exists and can be written, or reinstall the extension.")));
-	else if (previous == PGD_WORKER_WAITING_FOR_EXTENSION ||
-			 previous == PGD_WORKER_WRITE_FAILED)
+	else if (state == PGD_WORKER_WRITE_BLOCKED)
 		ereport(LOG,
-				(errmsg("pooldiag worker resumed writing events to \"pooldiag.events\"")));
+				(errmsg("pooldiag writer could not write events: table \"pooldiag.events\" is locked"),
+				 errdetail("Events stay queued in shared memory and the write is retried every \"pooldiag.flush_interval\"; enforcement does not wait for it.")));
+	else if (previous == PGD_WORKER_WAITING_FOR_EXTENSION ||
+			 previous == PGD_WORKER_WRITE_FAILED ||
+			 previous == PGD_WORKER_WRITE_BLOCKED)
+		ereport(LOG,
+				(errmsg("pooldiag writer resumed writing events to \"pooldiag.events\"")));
+}
+
+/* The message of the last failed write ("" if none failed yet). */
+const char *
+pgd_flush_error(void)
+{
+	return last_error;
 }
 
 /*
  * Run body(arg) in a transaction of its own, connected to SPI with an
  * active snapshot.  Returns true if it committed.  On an ERROR the
  * transaction is rolled back and the message is returned in *message
- * (palloc'd in the caller's context): a failed write must never end the
- * worker.
+ * (palloc'd in the caller's context) and its SQLSTATE in *sqlerrcode: a
+ * failed write must never end the writer.
  */
 static bool
-pgd_spi_transaction(void (*body) (void *arg), void *arg, char **message)
+pgd_spi_transaction(void (*body) (void *arg), void *arg, char **message,
+					int *sqlerrcode)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	volatile bool committed = false;
@@ -442,6 +478,7 @@ pgd_spi_transaction(void (*body) (void *arg), void *arg, char **message)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		*message = pstrdup(edata->message);
+		*sqlerrcode = edata->sqlerrcode;
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -499,23 +536,28 @@ pgd_write_batch(const PgdEvent *events, int n)
 {
 	PgdBatch	batch_arg = {events, n, false};
 	char	   *message = NULL;
+	int			sqlerrcode = 0;
 	bool		committed;
 
 	pgstat_report_activity(STATE_RUNNING, "pooldiag: writing events");
-	committed = pgd_spi_transaction(pgd_write_batch_body, &batch_arg, &message);
+	committed = pgd_spi_transaction(pgd_write_batch_body, &batch_arg, &message,
+									&sqlerrcode);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	if (!committed)
 	{
+		bool		blocked = sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+
 		/* The plan may point at a table that is gone. */
 		if (insert_plan)
 		{
 			SPI_freeplan(insert_plan);
 			insert_plan = NULL;
 		}
-		pgd_report_state(PGD_WORKER_WRITE_FAILED, message);
+		pgd_report_state(blocked ? PGD_WORKER_WRITE_BLOCKED : PGD_WORKER_WRITE_FAILED,
+						 message);
 		pfree(message);
-		return PGD_FLUSH_FAILED;
+		return blocked ? PGD_FLUSH_BLOCKED : PGD_FLUSH_FAILED;
 	}
 	if (batch_arg.extension_missing)
 	{
@@ -526,24 +568,36 @@ pgd_write_batch(const PgdEvent *events, int n)
 }
 
 /*
- * Write everything queued now, batch by batch.  Returns the result of the
- * last batch and the number of events written.
+ * Write what is queued now, batch by batch: at most as many events as were
+ * queued when called, so that producers cannot keep one call going forever.
+ * Returns the result of the last batch and the number of events written.
  */
 PgdFlushResult
-pgd_flush_events(int *nwritten)
+pgd_flush_events(uint64 *nwritten)
 {
 	PgdFlushResult result = PGD_FLUSH_OK;
+	PgdRingCounters ring;
+	uint64		remaining;
 	int			n;
 
 	*nwritten = 0;
+	pgd_ring_counters(&ring);
+	remaining = ring.queued;
 	for (;;)
 	{
 		const PgdEvent *rows;
 		int			nrows;
 
-		/* Repeated rejections are counted rather than written: fold.c. */
-		n = pgd_ring_peek(batch, PGD_FLUSH_BATCH);
-		nrows = pgd_fold_batch(batch, n, n < PGD_FLUSH_BATCH, &rows);
+		int			want = (int) Min(remaining, PGD_FLUSH_BATCH);
+
+		/*
+		 * Repeated rejections are counted rather than written: fold.c.  A
+		 * batch that takes all that was queued at the start (or finds
+		 * nothing) lets fold.c end windows that are over.
+		 */
+		n = want > 0 ? pgd_ring_peek(batch, want) : 0;
+		nrows = pgd_fold_batch(batch, n, n < want || (uint64) n >= remaining,
+							   &rows);
 		if (nrows > 0)
 		{
 			result = pgd_write_batch(rows, nrows);
@@ -557,13 +611,14 @@ pgd_flush_events(int *nwritten)
 			break;
 		pgd_ring_release(n);
 		*nwritten += n;
+		remaining -= n;
 
 		SpinLockAcquire(&pgd_worker_shared->mutex);
 		pgd_worker_shared->events_written += n;
 		pgd_worker_shared->last_flush = GetCurrentTimestamp();
 		SpinLockRelease(&pgd_worker_shared->mutex);
 
-		if (n < PGD_FLUSH_BATCH)
+		if (n < want || remaining == 0)
 			break;
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -620,11 +675,19 @@ pgd_expire_events(void)
 	{
 		PgdExpiry	expiry = {sql, 0};
 		char	   *message = NULL;
+		int			sqlerrcode = 0;
 
-		if (!pgd_spi_transaction(pgd_expire_batch_body, &expiry, &message))
+		if (!pgd_spi_transaction(pgd_expire_batch_body, &expiry, &message,
+								 &sqlerrcode))
 		{
+			/* The table is locked (lock_timeout): try again next pass. */
+			if (sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			{
+				pfree(message);
+				return;
+			}
 			ereport(WARNING,
-					(errmsg("pooldiag worker could not delete expired events: %s",
+					(errmsg("pooldiag writer could not delete expired events: %s",
 							message)));
 			pfree(message);
 			return;

@@ -8,7 +8,8 @@
  *	 registry.c    the per-backend session registry
  *	 hooks.c       executor/utility/transaction/auth/exit/log hooks
  *	 event_ring.c  the shared-memory event queue
- *	 worker.c      the background worker's main loop and enforcement scan
+ *	 worker.c      the enforcer background worker: enforcement scan and loop
+ *	 writer.c      the writer background worker: event writing loop, shutdown
  *	 flush.c       writing queued events to pooldiag.events, retention
  *	 fold.c        folding repeated rejections into one row per window
  *	 sanitize.c    making client-chosen strings valid text
@@ -62,6 +63,9 @@ extern void pgd_install_hooks(void);
 extern void pgd_register_worker(void);
 extern Size pgd_worker_shmem_size(void);
 extern void pgd_worker_shmem_init(void);
+
+/* writer.c */
+extern void pgd_register_writer(void);
 
 /* policy.c */
 extern Size pgd_policy_shmem_size(void);

@@ -13,7 +13,7 @@
  *
  * These functions only read shared state (see registry.c and event_ring.c
  * for how), except pooldiag.drain(), which sets the atomic drain_serial of
- * the slots it is allowed to mark and wakes the worker.
+ * the slots it is allowed to mark and wakes the enforcer.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,7 +49,13 @@ PG_FUNCTION_INFO_V1(pooldiag_recent_events);
 PG_FUNCTION_INFO_V1(pooldiag_drain);
 
 #define PGD_SESSIONS_COLS	24
-#define PGD_HEALTH_COLS		14
+/*
+ * pooldiag.get_health(): version 1.1 has PGD_HEALTH_COLS columns; version
+ * 1.0 declared the first PGD_HEALTH_COLS_1_0 of them, in the same order, so
+ * a 1.0 installation keeps working with this library until it is updated.
+ */
+#define PGD_HEALTH_COLS		23
+#define PGD_HEALTH_COLS_1_0	13
 
 static Datum
 pgd_interval_datum(int64 us)
@@ -195,6 +201,15 @@ pooldiag_sessions(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+static void
+pgd_set_pid(Datum *values, bool *nulls, int col, int pid)
+{
+	if (pid != 0)
+		values[col] = Int32GetDatum(pid);
+	else
+		nulls[col] = true;
+}
+
 Datum
 pooldiag_health(PG_FUNCTION_ARGS)
 {
@@ -208,6 +223,18 @@ pooldiag_health(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	/*
+	 * The SQL declaration decides how many columns heap_form_tuple() reads
+	 * from values[]: never let it read past what is filled here.
+	 */
+	if (tupdesc->natts != PGD_HEALTH_COLS &&
+		tupdesc->natts != PGD_HEALTH_COLS_1_0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pooldiag.get_health() is declared with %d result columns, but the pooldiag library returns %d",
+						tupdesc->natts, PGD_HEALTH_COLS),
+				 errhint("Update the extension with ALTER EXTENSION pooldiag UPDATE.")));
+
 	pgd_ring_counters(&ring);
 	SpinLockAcquire(&pgd_worker_shared->mutex);
 	memcpy(&worker, pgd_worker_shared, sizeof(worker));
@@ -218,11 +245,9 @@ pooldiag_health(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum((int64) ring.dropped);
 	values[2] = Int64GetDatum((int64) worker.events_written);
 	pgd_set_timestamp(values, nulls, 3, worker.last_flush);
-	if (worker.pid != 0)
-		values[4] = Int32GetDatum(worker.pid);
-	else
-		nulls[4] = true;
-	values[5] = CStringGetTextDatum(pgd_worker_state_name(worker.state));
+	/* worker_pid, worker_state: 1.0's names, now the writer's. */
+	pgd_set_pid(values, nulls, 4, worker.writer_pid);
+	values[5] = CStringGetTextDatum(pgd_worker_state_name(worker.writer_state));
 	values[6] = Int64GetDatum((int64) ring.discarded);
 	values[7] = Int32GetDatum((int32) ring.capacity);
 	values[8] = Int64GetDatum((int64) worker.terminations);
@@ -233,7 +258,22 @@ pooldiag_health(PG_FUNCTION_ARGS)
 		values[12] = Float8GetDatum((double) worker.scan_cpu_ns / worker.scan_slots);
 	else
 		nulls[12] = true;
-	values[13] = Int64GetDatum((int64) pgd_fold_count());
+	/* Added in 1.1. */
+	pgd_set_pid(values, nulls, 13, worker.writer_pid);
+	values[14] = CStringGetTextDatum(pgd_worker_state_name(worker.writer_state));
+	pgd_set_pid(values, nulls, 15, worker.enforcer_pid);
+	values[16] = CStringGetTextDatum(pgd_worker_state_name(worker.enforcer_state));
+	pgd_set_timestamp(values, nulls, 17, worker.last_scan);
+	if (worker.lateness_known)
+	{
+		values[18] = pgd_interval_datum(worker.last_lateness_us);
+		values[19] = pgd_interval_datum(worker.max_lateness_us);
+	}
+	else
+		nulls[18] = nulls[19] = true;
+	values[20] = Int64GetDatum((int64) worker.events_lost_in_crash);
+	values[21] = Int64GetDatum((int64) pgd_fold_count());
+	values[22] = Int32GetDatum(worker.untracked_sessions);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
