@@ -330,17 +330,14 @@ pgd_refill_tokens(TimestampTz now)
 }
 
 /*
- * Close one due session, or record would_terminate in a dry run.  Returns
- * true if it used up a termination (so the rate limit applies).
- *
- * The decision was taken in the scan, possibly a while ago (the rate limit,
- * a catalog look-up waiting for a lock).  So the slot is read again here and
- * the session is closed only if it is the same session (pid and
- * backend_start), it has not started a checkout since (checkouts), for the
+ * Does the session in 'current' still match what the scan decided on?  The
+ * decision was taken in the scan, possibly a while ago (the rate limit, a
+ * catalog look-up waiting for a lock), so before closing, the slot is read
+ * again and the session is closed only if it is the same session (its
+ * serial), it has not started a checkout since (checkouts), for the
  * idle-in-transaction timeout it has not run a statement since
  * (state_change), and it is still due in its current state.
  */
-/* Does the session in 'current' still match what the scan decided on? */
 static bool
 pgd_still_as_decided(const PgdCandidate *cand, const PgdSessionSnapshot *current)
 {
@@ -351,6 +348,10 @@ pgd_still_as_decided(const PgdCandidate *cand, const PgdSessionSnapshot *current
 		pgd_state_fits_reason(current, cand->reason);
 }
 
+/*
+ * Close one due session, or record would_terminate in a dry run.  Returns
+ * true if it used up a termination (so the rate limit applies).
+ */
 static bool
 pgd_close_session(const PgdCandidate *cand)
 {

@@ -69,7 +69,7 @@ AS 'pooldiag', 'pooldiag_health' LANGUAGE C;
 });
 my ($ret, $stdout, $stderr) = $node->psql('postgres', 'SELECT * FROM public.bad_health()');
 like($stderr,
-	qr/ERROR:  pooldiag.get_health\(\) is declared with 2 result columns, but the pooldiag library returns 21/,
+	qr/ERROR:  pooldiag.get_health\(\) is declared with 2 result columns, but the pooldiag library returns 23/,
 	'a declaration with another number of columns is refused');
 
 $node->stop;

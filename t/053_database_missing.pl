@@ -45,7 +45,7 @@ my @warnings = ($log =~ /WARNING:  pooldiag writer cannot store events: database
 is(scalar(@warnings), 1, 'exactly one WARNING in the first seconds');
 like($log, qr/HINT:  Create database "nosuchdb" and the extension pooldiag in it/, 'with a hint');
 # (The closed session's own "terminating connection" is the only FATAL.)
-unlike($log, qr/FATAL:  (?!terminating connection due to administrator command)|background worker "pooldiag (writer|enforcer)".*exited/,
+unlike($log, qr/FATAL:  (?!terminating connection due to (administrator command|pooldiag idle timeout))|background worker "pooldiag (writer|enforcer)".*exited/,
 	'no other FATAL, no worker exit');
 
 # The database and the extension appear: the writer connects, and writes
@@ -79,7 +79,7 @@ usleep(2_000_000);
 $log = slurp_file($node->logfile);
 @warnings = ($log =~ /WARNING:  pooldiag writer cannot store events: database "closeddb" is not accepting connections/g);
 is(scalar(@warnings), 1, 'one WARNING about it');
-unlike($log, qr/FATAL:  (?!terminating connection due to administrator command)/, 'and no FATAL');
+unlike($log, qr/FATAL:  (?!terminating connection due to (administrator command|pooldiag idle timeout))/, 'and no FATAL');
 
 $node->stop;
 done_testing();
