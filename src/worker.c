@@ -470,9 +470,9 @@ static TimestampTz pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
 											TimestampTz now, TimestampTz next_wake);
 
 /*
- * Sessions with track_activities = off that have a policy to enforce are
- * never closed (core cannot tell busy from idle for them); say so in the
- * log at most once a minute, and in pooldiag.health.
+ * Sessions with track_activities = off that are past a deadline by our own
+ * accounting are never closed (core cannot tell busy from idle for them);
+ * say so in the log at most once a minute, and in pooldiag.health.
  */
 static void
 pgd_report_untracked(int nuntracked, TimestampTz now)
@@ -536,11 +536,11 @@ pgd_enforce(void)
 			if (!pgd_registry_read_status(&snap))
 				continue;
 			pgd_policy_evaluate(&snap, NULL, now, &verdict);
+
+			/* Due by our accounting, but core cannot confirm it is idle. */
+			if (verdict.exemption == PGD_EXEMPT_UNTRACKED)
+				nuntracked++;
 		}
-		if (verdict.exemption == PGD_EXEMPT_UNTRACKED &&
-			verdict.effective_ms[PGD_IDLE_TIMEOUT] + verdict.effective_ms[PGD_MAX_LIFETIME] +
-			verdict.effective_ms[PGD_IDLE_IN_TRANSACTION_TIMEOUT] > 0)
-			nuntracked++;
 
 		if (verdict.leak_at != 0)
 		{
