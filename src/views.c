@@ -30,6 +30,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/regproc.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -56,6 +57,27 @@ pgd_interval_datum(int64 us)
 
 	result->time = us;
 	return IntervalPGetDatum(result);
+}
+
+/*
+ * A function's SQL definition must declare exactly the result columns the
+ * library fills: a definition of another version of the extension (the
+ * library is newer or older than the installed SQL) would otherwise get
+ * columns it did not ask for or leave them unset.  As pg_stat_statements
+ * does, refuse it, and say how to bring the two in step.
+ */
+static void
+pgd_check_result_columns(FunctionCallInfo fcinfo, TupleDesc tupdesc,
+						 int expected)
+{
+	if (tupdesc->natts != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("function %s returns %d columns, but the pooldiag library provides %d",
+						format_procedure_qualified(fcinfo->flinfo->fn_oid),
+						tupdesc->natts, expected),
+				 errdetail("The SQL definitions of extension \"pooldiag\" do not match the version of its library."),
+				 errhint("Run ALTER EXTENSION pooldiag UPDATE in this database.")));
 }
 
 /* May the current user see the private detail of role's sessions? */
@@ -111,6 +133,7 @@ pooldiag_sessions(PG_FUNCTION_ARGS)
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_SESSIONS_COLS);
 
 	for (int i = 0; i < pgd_registry_size(); i++)
 	{
@@ -243,15 +266,14 @@ pooldiag_recent_events(PG_FUNCTION_ARGS)
 	PgdEvent   *events;
 	int			n;
 	bool		see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
-	int64		id_base;
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_EVENT_NCOLUMNS);
 
 	pgd_ring_counters(&ring);
 	events = palloc(sizeof(PgdEvent) * ring.capacity);
 	n = pgd_ring_snapshot(events, ring.capacity);
-	id_base = pgd_event_id_base();
 
 	for (int i = 0; i < n; i++)
 	{
@@ -265,8 +287,9 @@ pooldiag_recent_events(PG_FUNCTION_ARGS)
 			if (!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid))
 				continue;
 		}
-		pgd_event_values(&events[i], id_base + (int64) events[i].position,
-						 values, nulls);
+		/* Queued events have no id yet: the table gives it on writing. */
+		pgd_event_values(&events[i], 0, values, nulls);
+		nulls[0] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	pfree(events);

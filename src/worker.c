@@ -123,6 +123,10 @@ pgd_worker_state_name(PgdWorkerState state)
 			return "write-failed";
 		case PGD_WORKER_STANDBY:
 			return "standby";
+		case PGD_WORKER_NEEDS_UPDATE:
+			return "needs-update";
+		case PGD_WORKER_UNTRUSTED_TABLE:
+			return "untrusted-table";
 	}
 	return "unknown";
 }

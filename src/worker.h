@@ -18,7 +18,9 @@ typedef enum PgdWorkerState
 	PGD_WORKER_RUNNING,
 	PGD_WORKER_WAITING_FOR_EXTENSION,
 	PGD_WORKER_WRITE_FAILED,
-	PGD_WORKER_STANDBY
+	PGD_WORKER_STANDBY,
+	PGD_WORKER_NEEDS_UPDATE,	/* SQL of an older version: ALTER EXTENSION */
+	PGD_WORKER_UNTRUSTED_TABLE	/* writing could run another role's code */
 } PgdWorkerState;
 
 /*
@@ -31,10 +33,7 @@ typedef struct PgdWorkerShared
 	int			pid;
 	PgdWorkerState state;
 	TimestampTz last_flush;		/* last successful write of events */
-	uint64		events_written;
-	/* event_id = event_id_base + ring position; fixed once per server run */
-	bool		event_id_base_known;
-	int64		event_id_base;
+	uint64		events_written; /* counted once their transaction committed */
 	/* enforcement statistics */
 	uint64		scans;
 	uint64		scan_slots;		/* slots looked at, summed over scans */
