@@ -67,11 +67,11 @@ BEGIN
        events_schema OPERATOR(pg_catalog.<>) 'pooldiag'::pg_catalog.regnamespace THEN
         RAISE EXCEPTION 'schema "pooldiag" does not hold the objects of extension "pooldiag"'
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = pg_catalog.format('The table "events" of the extension is in schema %s.',
-                                             pg_catalog.quote_ident(pg_catalog.coalesce(
-                                                 (SELECT n.nspname FROM pg_catalog.pg_namespace n
-                                                   WHERE n.oid OPERATOR(pg_catalog.=) events_schema),
-                                                 '?'))),
+                  DETAIL = pg_catalog.format('The table "events" of the extension is in schema %I.',
+                                             COALESCE((SELECT n.nspname::pg_catalog.text
+                                                         FROM pg_catalog.pg_namespace n
+                                                        WHERE n.oid OPERATOR(pg_catalog.=) events_schema),
+                                                      '?')),
                   HINT = 'Another role may have renamed the schema and created one of its own named "pooldiag".  Move that one out of the way, rename the extension''s schema back to "pooldiag", and run the update again.';
     END IF;
 

@@ -77,7 +77,7 @@ sub check_restored
 			  || ' ' || (SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'public.orders'::regclass)
 			  || ' ' || (SELECT count(*) FROM pooldiag.events)
 			  || ' ' || (SELECT count(*) > 0 FROM pooldiag.sessions)}),
-		'1.1 100 dbowner 0 t',
+		'1.1 100 dbowner 0 true',
 		"$how: the extension works and the application's data is back");
 }
 

@@ -108,8 +108,9 @@ GRANT ALL ON ALL TABLES IN SCHEMA pooldiag TO PUBLIC;
 
 sessions('during-attack', 5);
 state_is('untrusted-table', 'the worker refuses to write', 'pooldiag_old');
-like(slurp_file($node->logfile),
-	qr/WARNING:  pooldiag worker refuses to write to "pooldiag\.events"\n.*DETAIL:  Table "pooldiag\.events" is not the table of extension "pooldiag"\./,
+ok( $node->wait_for_log(
+		qr/WARNING:  pooldiag worker refuses to write to "pooldiag\.events"\n.*DETAIL:  Table "pooldiag\.events" is not the table of extension "pooldiag"\./
+	),
 	'it says why');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM pooldiag.pwned'), '0',
 	'the planted trigger never ran');
@@ -158,7 +159,7 @@ sub refused_then_resumed
 	$node->safe_psql('postgres', $change);
 	sessions("case-$what", 2);
 	state_is('untrusted-table', "$what: the worker refuses to write");
-	like(slurp_file($node->logfile), qr/DETAIL:  \Q$detail\E/, "$what: it says why");
+	ok($node->wait_for_log(qr/DETAIL:  \Q$detail\E/), "$what: it says why");
 	is( $node->safe_psql('postgres',
 			"SELECT count(*) FROM pooldiag.events WHERE application_name = 'case-$what'"),
 		'0', "$what: nothing was written");
