@@ -93,6 +93,16 @@ $node->command_ok(
 	'the custom dump restores with pg_restore, without an error');
 check_restored('restored_custom', 'custom');
 
+# The database owner restores it too, into a database where a superuser
+# created the extension beforehand; only COMMENT ON EXTENSION needs the
+# extension's owner, so the comments are left out.
+$node->safe_psql('postgres', 'CREATE DATABASE restored_by_owner OWNER dbowner');
+$node->safe_psql('restored_by_owner', 'CREATE EXTENSION pooldiag');
+$node->command_ok(
+	[ 'pg_restore', @as_owner, '--no-comments', '--exit-on-error', '-d', $node->connstr('restored_by_owner'), "$dir/owner.dump" ],
+	'the database owner restores the custom dump where the extension exists');
+check_restored('restored_by_owner', 'by the owner');
+
 #
 # A superuser's own dump and restore.
 #
