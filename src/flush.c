@@ -40,9 +40,11 @@
  * pooldiag away and putting a table of its own under the old name in
  * between: only a superuser can rename a superuser's schema.
  *
- * Failures never end the worker: a missing extension or a failed write
- * keeps the events queued, logs one WARNING with a hint when the worker
- * enters that state (not once per cycle), and is retried on the next flush.
+ * Failures never end the worker: a missing extension, the SQL of an older
+ * version, a table the worker will not write, or a failed write keeps the
+ * events queued, logs one WARNING with a hint when the worker enters that
+ * state (not once per cycle; for an untrusted table, once per problem),
+ * and is retried on the next flush.
  *
  * Only the worker calls the writing functions; pgd_event_values() is also
  * used by pooldiag.recent_events() in ordinary backends.
@@ -740,7 +742,26 @@ pgd_flush_events(int *nwritten)
 		CHECK_FOR_INTERRUPTS();
 	}
 	if (result == PGD_FLUSH_OK)
-		pgd_report_state(PGD_WORKER_RUNNING, NULL);
+	{
+		PgdWorkerState state;
+
+		SpinLockAcquire(&pgd_worker_shared->mutex);
+		state = pgd_worker_shared->state;
+		SpinLockRelease(&pgd_worker_shared->mutex);
+
+		/*
+		 * Out of a problem state only once something was written: with
+		 * nothing queued nothing was tried, and going back and forth between
+		 * "running" and the problem on a quiet server would repeat the
+		 * WARNING at every event.
+		 */
+		if (*nwritten > 0 ||
+			(state != PGD_WORKER_WAITING_FOR_EXTENSION &&
+			 state != PGD_WORKER_NEEDS_UPDATE &&
+			 state != PGD_WORKER_UNTRUSTED_TABLE &&
+			 state != PGD_WORKER_WRITE_FAILED))
+			pgd_report_state(PGD_WORKER_RUNNING, NULL);
+	}
 	return result;
 }
 

@@ -15,6 +15,11 @@
  * for how), except pooldiag.drain(), which sets the atomic drain_pid of the
  * slots it is allowed to mark and wakes the worker.
  *
+ * The set-returning functions check that their SQL definition declares
+ * exactly the columns they fill (pgd_check_result_columns), so that the
+ * SQL of another version of the extension gets an error, never misplaced
+ * or unset columns.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
