@@ -6,6 +6,14 @@ CREATE EXTENSION pooldiag;
 SELECT extversion, extnamespace::regnamespace AS schema, extrelocatable
 FROM pg_extension WHERE extname = 'pooldiag';
 
+-- The install script creates schema pooldiag itself, so the schema belongs
+-- to the extension and to its owner, and no schema that existed before is
+-- ever adopted.  Events are not part of logical dumps (extconfig is empty).
+SELECT n.nspowner = e.extowner AS schema_owned_by_extension_owner,
+       e.extconfig IS NULL AS no_dumped_tables
+FROM pg_extension e, pg_namespace n
+WHERE e.extname = 'pooldiag' AND n.nspname = 'pooldiag';
+
 -- Every object the extension owns.
 SELECT pg_describe_object(classid, objid, objsubid) AS object
 FROM pg_depend

@@ -23,12 +23,4 @@ extern void pgd_fold_end_windows(void);
 /* pooldiag.health */
 extern uint64 pgd_fold_count(void);
 
-/* Is this row one that stands for folded attempts? */
-static inline bool
-pgd_fold_is_folded_row(const PgdEvent *ev)
-{
-	return ev->type == PGD_EV_REJECTED &&
-		ev->detail[PGD_D_REJECTED_REPEATS] > 0;
-}
-
 #endif							/* POOLDIAG_FOLD_H */

@@ -15,6 +15,11 @@
  * for how), except pooldiag.drain(), which sets the atomic drain_serial of
  * the slots it is allowed to mark and wakes the enforcer.
  *
+ * The set-returning functions check that their SQL definition declares
+ * exactly the columns they fill (pgd_check_result_columns), so that the
+ * SQL of another version of the extension gets an error, never misplaced
+ * or unset columns.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -31,6 +36,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
+#include "utils/regproc.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -64,6 +70,27 @@ pgd_interval_datum(int64 us)
 
 	result->time = us;
 	return IntervalPGetDatum(result);
+}
+
+/*
+ * A function's SQL definition must declare exactly the result columns the
+ * library fills: a definition of another version of the extension (the
+ * library is newer or older than the installed SQL) would otherwise get
+ * columns it did not ask for or leave them unset.  As pg_stat_statements
+ * does, refuse it, and say how to bring the two in step.
+ */
+static void
+pgd_check_result_columns(FunctionCallInfo fcinfo, TupleDesc tupdesc,
+						 int expected)
+{
+	if (tupdesc->natts != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("function %s returns %d columns, but the pooldiag library provides %d",
+						format_procedure_qualified(fcinfo->flinfo->fn_oid),
+						tupdesc->natts, expected),
+				 errdetail("The SQL definitions of extension \"pooldiag\" do not match the version of its library."),
+				 errhint("Run ALTER EXTENSION pooldiag UPDATE in this database.")));
 }
 
 /* May the current user see the private detail of role's sessions? */
@@ -119,6 +146,7 @@ pooldiag_sessions(PG_FUNCTION_ARGS)
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_SESSIONS_COLS);
 
 	for (int i = 0; i < pgd_registry_size(); i++)
 	{
@@ -297,17 +325,16 @@ pooldiag_recent_events(PG_FUNCTION_ARGS)
 	MemoryContext rows_context;
 	int			n;
 	bool		see_all;
-	int64		id_base;
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_EVENT_NCOLUMNS);
 
 	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 	events = palloc(sizeof(PgdEvent) * PGD_RECENT_CHUNK);
 	rows_context = AllocSetContextCreate(CurrentMemoryContext,
 										 "pooldiag recent_events rows",
 										 ALLOCSET_DEFAULT_SIZES);
-	id_base = pgd_event_id_base();
 
 	pgd_ring_cursor_init(&cursor);
 	while (pgd_ring_read(&cursor, events, PGD_RECENT_CHUNK, &n))
@@ -326,8 +353,9 @@ pooldiag_recent_events(PG_FUNCTION_ARGS)
 				if (!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid))
 					continue;
 			}
-			pgd_event_values(&events[i], id_base + (int64) events[i].position,
-							 values, nulls);
+			/* Queued events have no id yet: the table gives it on writing. */
+			pgd_event_values(&events[i], 0, values, nulls);
+			nulls[0] = true;
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 		MemoryContextSwitchTo(old_context);

@@ -147,6 +147,10 @@ pgd_worker_state_name(PgdWorkerState state)
 			return "database-not-accepting-connections";
 		case PGD_WORKER_STOPPING:
 			return "stopping";
+		case PGD_WORKER_NEEDS_UPDATE:
+			return "needs-update";
+		case PGD_WORKER_UNTRUSTED_TABLE:
+			return "untrusted-table";
 	}
 	return "unknown";
 }

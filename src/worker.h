@@ -25,7 +25,9 @@ typedef enum PgdWorkerState
 	PGD_WORKER_WRITE_BLOCKED,	/* writer: a lock on the table timed out */
 	PGD_WORKER_DATABASE_MISSING,	/* writer: pooldiag.database is absent */
 	PGD_WORKER_DATABASE_CLOSED, /* writer: it does not allow connections */
-	PGD_WORKER_STOPPING
+	PGD_WORKER_STOPPING,
+	PGD_WORKER_NEEDS_UPDATE,	/* writer: SQL of an older version */
+	PGD_WORKER_UNTRUSTED_TABLE	/* writer: writing could run another role's code */
 } PgdWorkerState;
 
 /*
@@ -74,10 +76,7 @@ typedef struct PgdWorkerShared
 	int			writer_pid;		/* 0 while it is not running */
 	PgdWorkerState writer_state;
 	TimestampTz last_flush;		/* last successful write of events */
-	uint64		events_written;
-	/* event_id = event_id_base + ring position; fixed once per server run */
-	bool		event_id_base_known;
-	int64		event_id_base;
+	uint64		events_written; /* counted once their transaction committed */
 
 	/*
 	 * The writer asks whether pooldiag.database can be connected to by

@@ -162,9 +162,9 @@ $node->safe_psql('postgres', q{
 ALTER SYSTEM SET pooldiag.events_retention = 0;
 ALTER SYSTEM SET pooldiag.flush_interval = '200ms';
 SELECT pg_reload_conf();
-INSERT INTO pooldiag.events (event_id, event_time, event)
+INSERT INTO pooldiag.events (event_id, event_time, event) OVERRIDING SYSTEM VALUE
   SELECT -22001 + i, now() - interval '8 days', 'connect' FROM generate_series(1, 12000) i;
-INSERT INTO pooldiag.events (event_id, event_time, event)
+INSERT INTO pooldiag.events (event_id, event_time, event) OVERRIDING SYSTEM VALUE
   SELECT -11 + i, now() - interval '6 days', 'connect' FROM generate_series(1, 10) i;
 });
 usleep(7_000_000);    # longer than one retention pass (5 s)

@@ -36,7 +36,7 @@ $s->query_safe('SELECT 1');
 $s->quit;
 is( wait_for_value(
 		$standby,
-		"SELECT string_agg(event || '|' || coalesce(reason, ''), ',' ORDER BY event_id) FROM pooldiag.recent_events() WHERE pid = $pid",
+		"SELECT string_agg(event || '|' || coalesce(reason, ''), ',' ORDER BY event_time) FROM pooldiag.recent_events() WHERE pid = $pid",
 		'connect|,disconnect|normal'),
 	'connect|,disconnect|normal',
 	'standby events are readable through recent_events()');
