@@ -545,7 +545,7 @@ pgd_resync_event_ids(void)
 	if (isnull)
 		return;
 	ereport(LOG,
-			(errmsg("pooldiag worker moved the event_id sequence of \"pooldiag.events\" past %lld, the highest id in the table",
+			(errmsg("pooldiag writer moved the event_id sequence of \"pooldiag.events\" past %lld, the highest id in the table",
 					(long long) DatumGetInt64(value)),
 			 errdetail("Rows had been inserted with explicit ids ahead of the sequence; the events are written again with new ids.")));
 }

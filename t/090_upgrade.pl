@@ -188,7 +188,7 @@ my $settings_before = $node->safe_psql('postgres', $settings_sql);
 is(wait_for_value($node, 'SELECT worker_state FROM pooldiag.health', 'needs-update'),
 	'needs-update', 'the worker waits for ALTER EXTENSION UPDATE');
 my @update_warnings = (slurp_file($node->logfile) =~
-	  /WARNING:  pooldiag worker cannot write events: extension "pooldiag" in database "postgres" is at version 1\.0/g);
+	  /WARNING:  pooldiag writer cannot write events: extension "pooldiag" in database "postgres" is at version 1\.0/g);
 is(scalar(@update_warnings), 1, 'it says so once');
 like(slurp_file($node->logfile),
 	qr/HINT:  Run ALTER EXTENSION pooldiag UPDATE in database "postgres"\./,

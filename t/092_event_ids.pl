@@ -101,9 +101,9 @@ is($target->safe_psql('postgres', 'SELECT worker_state FROM pooldiag.health'),
 is(counted_exactly($target, $imported), 't', 'events_written counts exactly the rows written');
 my $log = slurp_file($target->logfile);
 like($log,
-	qr/LOG:  pooldiag worker moved the event_id sequence of "pooldiag\.events" past \d+, the highest id in the table/,
+	qr/LOG:  pooldiag writer moved the event_id sequence of "pooldiag\.events" past \d+, the highest id in the table/,
 	'the worker says it moved the sequence');
-unlike($log, qr/WARNING:  pooldiag worker could not write events/,
+unlike($log, qr/WARNING:  pooldiag (worker|writer) could not write events/,
 	'and never reported a failed write');
 
 #

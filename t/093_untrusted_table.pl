@@ -116,7 +116,7 @@ GRANT ALL ON ALL TABLES IN SCHEMA pooldiag TO PUBLIC;
 
 sessions('during-attack', 5);
 state_is('untrusted-table', 'the worker refuses to write', 'pooldiag_old');
-ok(logged(qr/WARNING:  pooldiag worker refuses to write to "pooldiag\.events"\n.*DETAIL:  Table "pooldiag\.events" is not the table of extension "pooldiag"\./),
+ok(logged(qr/WARNING:  pooldiag writer refuses to write to "pooldiag\.events"\n.*DETAIL:  Table "pooldiag\.events" is not the table of extension "pooldiag"\./),
 	'it says why');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM pooldiag.pwned'), '0',
 	'the planted trigger never ran');
