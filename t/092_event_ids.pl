@@ -39,9 +39,22 @@ sub written
 sub counted_exactly
 {
 	my ($node, $imported) = @_;
-	return wait_for_value($node,
-		"SELECT events_written = (SELECT count(*) FROM pooldiag.events) - $imported FROM pooldiag.health",
-		't', 15);
+	# Polled from inside one statement: a new connection per poll would
+	# queue events of its own, and under load the writer would never be
+	# caught between two batches.
+	return $node->safe_psql('postgres', qq{
+CREATE FUNCTION pg_temp.counted_exactly() RETURNS boolean LANGUAGE plpgsql AS \$\$
+DECLARE ok boolean;
+BEGIN
+  FOR i IN 1 .. 300 LOOP
+    SELECT events_written = (SELECT count(*) FROM pooldiag.events) - $imported
+      INTO ok FROM pooldiag.health;
+    EXIT WHEN ok;
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+  RETURN ok;
+END \$\$;
+SELECT pg_temp.counted_exactly();});
 }
 
 sessions($origin, 'origin-app', 10);
