@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 #
-# scripts/install-deps.sh: install what building and testing pooldiag needs on
-# Debian 12, from Debian's own archive.  Idempotent: when everything is
-# already installed it touches nothing and does not even run apt-get update.
+# scripts/install-deps.sh: install what building and testing pooldiag needs,
+# from Debian's own archive, for the PostgreSQL major version in
+# POOLDIAG_PG_MAJOR (default 15: Debian 12's).  Idempotent: when everything
+# is already installed it touches nothing and does not even run apt-get update.
+# scripts/chroot.sh runs this same script inside the Debian 13 and sid chroots
+# it builds for PostgreSQL 17 and 18, so this is the one list of packages.
 #
-# Packages and why:
-#   build-essential           make, gcc
-#   postgresql-15             the server (postgres, initdb, pg_ctl, pgbench)
-#   postgresql-server-dev-15  headers, PGXS, the server's pg_config; pulls in
-#                             clang-14/llvm-14 for the JIT bitcode PGXS builds
-#   postgresql-client-15      psql, pg_regress' helpers and the TAP modules
+# Packages and why (NN is the major version):
+#   build-essential           make, gcc (and gcc's libasan/libubsan, which
+#                             scripts/test.sh --sanitize loads)
+#   postgresql-NN             the server (postgres, initdb, pg_ctl, pgbench)
+#   postgresql-server-dev-NN  headers, PGXS, the server's pg_config; pulls in
+#                             clang/llvm for the JIT bitcode PGXS builds
+#   postgresql-client-NN      psql, pg_regress' helpers and the TAP modules
 #                             PostgreSQL::Test::Cluster / ::Utils under pgxs
 #   libkrb5-dev               Debian's pg_config.h sets ENABLE_GSS, so any file
 #                             including libpq-be.h needs the GSSAPI headers,
@@ -17,23 +21,45 @@
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Utils
 #   perl                      prove (the TAP harness) and Test::More
 #   gdb                       t/062 injects a fault into a backend with it
-# postgresql-contrib is not needed: in bookworm it is only a metapackage, the
-# contrib modules and pgbench ship in postgresql-15 itself.
+# postgresql-contrib is not needed: it is only a metapackage, the contrib
+# modules and pgbench ship in postgresql-NN itself.
+#
+# Options:
+#   --chroot-tools   also install debootstrap, which scripts/chroot.sh needs
+#                    to build the chroots for the other PostgreSQL versions
+#   --no-pg          install no PostgreSQL packages (with --chroot-tools: a
+#                    machine that tests only in chroots)
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PACKAGES=(
-	build-essential
-	"postgresql-$PD_PG_MAJOR"
-	"postgresql-server-dev-$PD_PG_MAJOR"
-	"postgresql-client-$PD_PG_MAJOR"
-	libkrb5-dev
-	libipc-run-perl
-	perl
-	gdb
-)
+with_pg=1 chroot_tools=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--chroot-tools) chroot_tools=1 ;;
+	--no-pg) with_pg=0 ;;
+	*) pd_die "install-deps.sh: unknown argument: $1" ;;
+	esac
+	shift
+done
+
+PACKAGES=()
+if [ "$with_pg" -eq 1 ]; then
+	PACKAGES+=(
+		build-essential
+		"postgresql-$PD_PG_MAJOR"
+		"postgresql-server-dev-$PD_PG_MAJOR"
+		"postgresql-client-$PD_PG_MAJOR"
+		libkrb5-dev
+		libipc-run-perl
+		perl
+		gdb
+	)
+fi
+if [ "$chroot_tools" -eq 1 ]; then
+	PACKAGES+=(debootstrap)
+fi
 
 # Print the packages of PACKAGES that are not fully installed.
 missing_packages() {
@@ -65,6 +91,11 @@ fi
 # start it on port 5432.  It is left exactly as it is: the tests and the demo
 # run private clusters on their own ports and sockets, and never stop, start
 # or reconfigure a cluster they did not create.
+
+if [ "$with_pg" -eq 0 ]; then
+	command -v debootstrap >/dev/null || pd_die "debootstrap missing"
+	exit 0
+fi
 
 # Check the toolchain we just promised, so that a broken install fails here
 # with a clear message rather than deep inside make.

@@ -5,17 +5,55 @@
 #
 #   . "$(dirname "$0")/lib.sh"
 #
-# Everything here targets Debian 12 with PostgreSQL 15 from Debian's archive.
+# Everything here targets Debian with PostgreSQL from Debian's own archive:
+# 15 on Debian 12 (bookworm), the machine the scripts run on, and 17 and 18 in
+# Debian 13 (trixie) and sid chroots that scripts/chroot.sh builds.
+
+# The PostgreSQL major version to build and test against.  Package names and
+# paths all follow from it; scripts/test.sh sets POOLDIAG_PG_MAJOR from its
+# --pg option before it runs a version.
+PD_PG_MAJOR="${POOLDIAG_PG_MAJOR:-15}"
+case "$PD_PG_MAJOR" in
+15 | 16 | 17 | 18) ;;
+*)
+	printf 'ERROR: unsupported PostgreSQL major version: %s (15, 16, 17 or 18)\n' "$PD_PG_MAJOR" >&2
+	exit 1
+	;;
+esac
 
 # The extension is built against the server's own pg_config.  /usr/bin/pg_config
 # is a wrapper (from libpq-dev / postgresql-common) that picks the newest
 # server-dev it finds, or libpq's pg_config when none is installed; it is not
-# pinned to 15, so never rely on PATH.  POOLDIAG_PG_CONFIG overrides this on
-# purpose; an inherited PG_CONFIG does not, because a stray one from a
+# pinned to a version, so never rely on PATH.  POOLDIAG_PG_CONFIG overrides
+# this on purpose; an inherited PG_CONFIG does not, because a stray one from a
 # developer's shell silently builds against the wrong server.
-PD_PG_MAJOR=15
 PG_CONFIG="${POOLDIAG_PG_CONFIG:-/usr/lib/postgresql/${PD_PG_MAJOR}/bin/pg_config}"
 PD_PG_BINDIR="$(dirname "$PG_CONFIG")"
+
+# pd_pg_suite MAJOR: the Debian suite whose own archive ships PostgreSQL
+# MAJOR, or nothing when none does (16 is in no Debian suite).
+pd_pg_suite() {
+	case "$1" in
+	15) echo bookworm ;;
+	17) echo trixie ;;
+	18) echo sid ;;
+	esac
+}
+
+# pd_host_pg_major: the PostgreSQL major version this machine's own Debian
+# release ships, or nothing when it is not one of the suites above.  sid
+# names itself after the next release in os-release; its PostgreSQL is 18.
+pd_host_pg_major() {
+	local codename=""
+	if [ -r /etc/os-release ]; then
+		codename="$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")"
+	fi
+	case "$codename" in
+	bookworm) echo 15 ;;
+	trixie) echo 17 ;;
+	forky | sid) echo 18 ;;
+	esac
+}
 
 # The unprivileged account that runs initdb, postgres and the tests:
 # PostgreSQL refuses to run as root.

@@ -5,9 +5,22 @@
  *		builds against lives here, so that the logic in the other files
  *		reads the same on each version.
  *
- * pooldiag is written for PostgreSQL 15.  The branches for 16-18 name the
- * upstream changes that are known to affect us; they are kept next to the
- * 15 code so that a port only has to fill them in and run the tests.
+ * Supported: 15, 16, 17 and 18.  Each branch below says which real headers
+ * it was checked against: Debian's 15.20 (bookworm), 17.12 (trixie) and
+ * 18.6 (sid), the versions scripts/test.sh builds and tests on.  No Debian
+ * archive has 16, so its side of each branch was checked by reading the
+ * upstream change that introduced the difference, and is untested.
+ *
+ * What was checked and needs no branch, because it is the same in 15.20,
+ * 17.12 and 18.6: ExecutorStart_hook returns void (a bool return was
+ * committed during 18's development and reverted before 18.0, so released
+ * 18 is void like the others); ProcessUtility_hook, ClientAuthentication_hook
+ * and emit_log_hook; InitMaterializedSRF(); pg_prng_double() and
+ * pg_global_prng_state; BackgroundWorkerInitializeConnection(dbname,
+ * username, flags); MyBEEntry with pgstat_begin_read_activity() and its
+ * companions; pgStatSessionEndCause; JsonEncodeDateTime().  pooldiag calls
+ * none of the pgstat_fetch_stat_* accessors that 16 and 17 renamed, and no
+ * longer uses the Abs() macro, which 17 removed from c.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,33 +41,24 @@
 #endif
 
 /*
- * Registry slot of the current backend.  Slots are keyed by backend id
- * (1-based in 15 and 16); 17 replaced backend ids with 0-based proc numbers.
+ * Registry slot of the current backend.  Slots are keyed by backend id,
+ * 1-based, in 15 and 16 (storage/backendid.h); 17 replaced backend ids with
+ * 0-based proc numbers (MyProcNumber, storage/procnumber.h).  Checked
+ * against 15.20 (MyBackendId), 17.12 and 18.6 (MyProcNumber).
  */
 #if PG_VERSION_NUM >= 170000
 #define PGD_MY_SLOT_INDEX()		(MyProcNumber)
-#define PGD_SLOT_INDEX_VALID(i)	((i) >= 0 && (i) < MaxBackends)
 #else
 #define PGD_MY_SLOT_INDEX()		(MyBackendId - 1)
+#endif
 #define PGD_SLOT_INDEX_VALID(i)	((i) >= 0 && (i) < MaxBackends)
-#endif
-
-/*
- * ExecutorStart_hook returns bool from 18 on (the plan may have been
- * invalidated while it was being locked).
- */
-#if PG_VERSION_NUM >= 180000
-#define PGD_EXECUTOR_START_RETURN	bool
-#define PGD_EXECUTOR_START_RESULT(x)	return (x)
-#else
-#define PGD_EXECUTOR_START_RETURN	void
-#define PGD_EXECUTOR_START_RESULT(x)	(x)
-#endif
 
 /*
  * 18 added STATE_STARTING before the other states, which shifts their
  * numbers.  pooldiag never stores BackendState values; it maps them to the
- * pg_stat_activity words through this switch-friendly helper.
+ * pg_stat_activity words through this switch-friendly helper.  Checked
+ * against 15.20 and 17.12 (no STATE_STARTING) and 18.6 (STATE_STARTING,
+ * shown as "starting" by pg_stat_activity).
  */
 static inline const char *
 pgd_backend_state_name(BackendState state)
@@ -85,7 +89,9 @@ pgd_backend_state_name(BackendState state)
 
 /*
  * GUC "extra" values: malloc'd in 15, guc_malloc'd from 16 on (GUC memory
- * moved into its own memory context).
+ * moved into its own memory context, and guc.h exports guc_malloc()).
+ * Checked against 15.20 (no guc_malloc) and 17.12 and 18.6
+ * (void *guc_malloc(int elevel, size_t size)).
  */
 #if PG_VERSION_NUM >= 160000
 #define pgd_guc_malloc(size)	guc_malloc(LOG, (size))

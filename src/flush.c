@@ -185,8 +185,14 @@ pgd_flush_reset(void)
 static void
 pgd_append_ms(StringInfo buf, const char *key, int64 us)
 {
-	appendStringInfo(buf, "\"%s\": %lld.%03d", key,
-					 (long long) (us / 1000), (int) (Abs(us) % 1000));
+	/*
+	 * Sign and magnitude apart, so that -0.5 ms prints as -0.500 and not as
+	 * 0.500 (a wall clock stepping back can make a duration negative).
+	 */
+	uint64		mag = us < 0 ? -(uint64) us : (uint64) us;
+
+	appendStringInfo(buf, "\"%s\": %s%llu.%03d", key, us < 0 ? "-" : "",
+					 (unsigned long long) (mag / 1000), (int) (mag % 1000));
 }
 
 static void

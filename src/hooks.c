@@ -132,7 +132,7 @@ static bool pgd_setup_statement = false;
 
 static void pgd_client_authentication(Port *port, int status);
 static void pgd_emit_log(ErrorData *edata);
-static PGD_EXECUTOR_START_RETURN pgd_executor_start(QueryDesc *queryDesc, int eflags);
+static void pgd_executor_start(QueryDesc *queryDesc, int eflags);
 static void pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 								bool readOnlyTree, ProcessUtilityContext context,
 								ParamListInfo params, QueryEnvironment *queryEnv,
@@ -455,15 +455,15 @@ pgd_checkin(TimestampTz end)
 	}
 }
 
-static PGD_EXECUTOR_START_RETURN
+static void
 pgd_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	pgd_note_statement_start();
 
 	if (prev_ExecutorStart_hook)
-		PGD_EXECUTOR_START_RESULT(prev_ExecutorStart_hook(queryDesc, eflags));
+		prev_ExecutorStart_hook(queryDesc, eflags);
 	else
-		PGD_EXECUTOR_START_RESULT(standard_ExecutorStart(queryDesc, eflags));
+		standard_ExecutorStart(queryDesc, eflags);
 }
 
 static void
