@@ -231,8 +231,12 @@ in_chroot() {
 	# shellcheck disable=SC2016 # expanded by the inner shell
 	unshare "${ns[@]}" -- /bin/sh -c '
 		set -e
-		root="$1" mode="$2" archives="$3"
-		shift 3
+		root="$1" mode="$2" archives="$3" pid_max="$4"
+		shift 4
+		# Since Linux 6.14 each PID namespace has its own pid_max, and a new
+		# one starts at the largest possible; the host'"'"'s value keeps pid
+		# reuse as it is on the host (t/060 waits for pids to wrap around).
+		echo "$pid_max" >"$root/proc/sys/kernel/pid_max" 2>/dev/null || true
 		mount -t tmpfs -o mode=1777,nosuid,nodev shm "$root/dev/shm"
 		mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$root/dev/pts"
 		if [ "$mode" = isolated ]; then
@@ -245,7 +249,7 @@ in_chroot() {
 			PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 			HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive \
 			POOLDIAG_IN_PACKAGE_TEST=1 "$@"
-	' sh "$root" "$mode" "$ARCHIVES" "$@" >"$log" 2>&1 </dev/null &
+	' sh "$root" "$mode" "$ARCHIVES" "$(cat /proc/sys/kernel/pid_max)" "$@" >"$log" 2>&1 </dev/null &
 	chroot_pid=$!
 	wait "$chroot_pid" || rc=$?
 	chroot_pid=""
