@@ -70,6 +70,7 @@
 #include "executor/executor.h"
 #include "libpq/auth.h"
 #include "libpq/libpq-be.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
@@ -84,6 +85,7 @@
 #include "policy.h"
 #include "pooldiag.h"
 #include "registry.h"
+#include "sanitize.h"
 
 static ClientAuthentication_hook_type prev_ClientAuthentication_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -156,10 +158,24 @@ pgd_install_hooks(void)
 /*
  * Fill an event with the identity of the current backend.  Works in a
  * process that is still being set up: everything may be missing.
+ *
+ * The names and application_name may have been chosen by the client, and
+ * for a rejected attempt nobody has authenticated them, so they go through
+ * pgd_sanitize_string() (see sanitize.c), which also fits them into the
+ * fixed-size fields without splitting a character.  The encoding they are
+ * checked against is the database's once the session is established.  A
+ * refused process has none yet (it may fail before its database is even
+ * known), so its strings are checked as UTF-8: by far the most common
+ * encoding of clients and databases, and a strict one, so whatever it keeps
+ * is also plausible text for the writer to check again against the events
+ * database (flush.c).
  */
 void
 pgd_event_from_own_session(PgdEvent *event, PgdEventType type, PgdReason reason)
 {
+	int			encoding = type == PGD_EV_REJECTED ? PG_UTF8 : GetDatabaseEncoding();
+	const char *appname = application_name;
+
 	memset(event, 0, sizeof(PgdEvent));
 	event->type = type;
 	event->reason = reason;
@@ -171,13 +187,24 @@ pgd_event_from_own_session(PgdEvent *event, PgdEventType type, PgdReason reason)
 		const struct sockaddr *addr = (const struct sockaddr *) &MyProcPort->raddr.addr;
 
 		if (MyProcPort->database_name)
-			namestrcpy(&event->datname, MyProcPort->database_name);
+			pgd_sanitize_string(NameStr(event->datname), NAMEDATALEN,
+								MyProcPort->database_name, encoding);
 		if (MyProcPort->user_name)
-			namestrcpy(&event->usename, MyProcPort->user_name);
+			pgd_sanitize_string(NameStr(event->usename), NAMEDATALEN,
+								MyProcPort->user_name, encoding);
 		pgd_event_set_client_addr(event, addr);
+
+		/*
+		 * A refused process has not applied its startup options yet, so
+		 * the application_name setting is still empty; the startup packet's
+		 * value is kept in the Port for the log line prefix.
+		 */
+		if (type == PGD_EV_REJECTED && MyProcPort->application_name)
+			appname = MyProcPort->application_name;
 	}
-	if (application_name != NULL)
-		strlcpy(event->application_name, application_name, NAMEDATALEN);
+	if (appname != NULL)
+		pgd_sanitize_string(event->application_name, NAMEDATALEN,
+							appname, encoding);
 }
 
 void

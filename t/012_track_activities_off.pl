@@ -61,6 +61,8 @@ wait_scans($node, 3);
 my $log = slurp_file($node->logfile, $log_start);
 my @warnings = ($log =~ /WARNING:  pooldiag cannot enforce its policy for 1 session because "track_activities" is off for it/g);
 is(scalar(@warnings), 1, 'exactly one WARNING about the untracked session');
+is(wait_for_value($node, 'SELECT untracked_sessions FROM pooldiag.health', '1'),
+	'1', 'pooldiag.health counts it once it is past its idle deadline');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pooldiag.events WHERE event = 'terminate' AND pid = $upid"),
 	'0', 'no terminate event for it');
 
