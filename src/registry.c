@@ -34,8 +34,14 @@
  * another serial, even when the kernel gave it the same pid, so a stale
  * request is harmless; attach and detach clear them anyway.
  *
- * The session's live state (active, idle in transaction, ...) and its
- * application_name are not duplicated here: core already keeps them in the
+ * The client pool a session declares (PgdDeclaredPool, written at connect
+ * and whenever one of those settings changes) sits at the very end of the
+ * slot, outside the part that the enforcer's scan copies: only
+ * pooldiag.sessions reads it, with its own pass of the same protocol
+ * (pgd_registry_read_declared()).
+ *
+ * The session's live state (active, idle in transaction, ...), its wait
+ * event and its application_name are not duplicated here: core already keeps them in the
  * backend's PgBackendStatus entry, and readers copy them from there with
  * core's own protocol.  Core's state is also the authority on busy versus
  * idle; see pgd_registry_read_status().
@@ -46,6 +52,7 @@
 
 #include "common/pg_prng.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 
 #include "compat.h"
@@ -168,6 +175,7 @@ pgd_registry_attach(TimestampTz ready_at)
 	slot->databaseid = MyDatabaseId;
 	slot->lifetime_cut = lifetime_cut;
 	slot->beentry = MyBEEntry;
+	slot->proc = MyProc;
 	slot->checkouts = 0;
 	slot->checkout_start = 0;
 	slot->last_checkin = ready_at;
@@ -190,6 +198,8 @@ pgd_registry_detach(void)
 	slot->pid = 0;
 	slot->serial = 0;
 	slot->beentry = NULL;
+	slot->proc = NULL;
+	memset((PgdDeclaredPool *) &slot->declared, 0, sizeof(PgdDeclaredPool));
 	PGD_END_WRITE(slot);
 	pg_atomic_write_u64(&pgd_my_slot->drain_serial, 0);
 	pg_atomic_write_u64(&pgd_my_slot->close_request.serial, 0);
@@ -238,6 +248,73 @@ pgd_registry_publish_policy(const PgdSessionPolicy *policy)
 	PGD_BEGIN_WRITE(slot);
 	memcpy((PgdSessionPolicy *) &slot->policy, policy, sizeof(PgdSessionPolicy));
 	PGD_END_WRITE(slot);
+}
+
+/*
+ * Publish the client pool this session declares.  The caller computed
+ * everything (sanitized the strings); the section only copies.
+ */
+void
+pgd_registry_publish_declared(const PgdDeclaredPool *declared)
+{
+	volatile PgdSlot *slot = pgd_my_slot;
+
+	if (slot == NULL)
+		return;
+	PGD_BEGIN_WRITE(slot);
+	memcpy((PgdDeclaredPool *) &slot->declared, declared, sizeof(PgdDeclaredPool));
+	PGD_END_WRITE(slot);
+}
+
+/*
+ * Copy the declared client pool of the session in a snapshot taken with
+ * pgd_registry_read_slot(), with the same protocol.  Returns false if the
+ * slot holds another session by now (or none).
+ */
+bool
+pgd_registry_read_declared(const PgdSessionSnapshot *snap,
+						   PgdDeclaredPool *declared)
+{
+	volatile PgdSlot *slot = &pgd_slots[snap->index].slot;
+
+	for (;;)
+	{
+		uint32		before = slot->changecount;
+		uint32		after;
+		uint64		serial;
+
+		pg_read_barrier();
+		serial = slot->serial;
+		memcpy(declared, (PgdDeclaredPool *) &slot->declared,
+			   sizeof(PgdDeclaredPool));
+		pg_read_barrier();
+		after = slot->changecount;
+		if (before == after && (before & 1) == 0)
+		{
+			declared->pool[NAMEDATALEN - 1] = '\0';
+			declared->instance[NAMEDATALEN - 1] = '\0';
+			return serial == snap->slot.serial;
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * The wait event of the session in a snapshot, as pg_stat_activity reads
+ * it: one 32-bit load from its PGPROC, which core writes without a lock.
+ * 0 (no wait) if the PGPROC serves another process by now.
+ */
+uint32
+pgd_registry_wait_event_info(const PgdSessionSnapshot *snap)
+{
+	volatile PGPROC *proc = snap->slot.proc;
+	uint32		info;
+
+	if (proc == NULL)
+		return 0;
+	info = proc->wait_event_info;
+	pg_read_barrier();
+	return proc->pid == snap->slot.pid ? info : 0;
 }
 
 /*

@@ -61,6 +61,33 @@ typedef struct PgdCloseRequest
 } PgdCloseRequest;
 
 /*
+ * The client pool a session declares it belongs to: the user-settable
+ * settings pooldiag.client_pool, client_pool_size, client_max_overflow,
+ * client_pool_timeout, client_recycle and client_instance (declared.c).
+ * Shown in pooldiag.sessions; never used for enforcement.  The strings are
+ * valid in the session's database encoding (see sanitize.c) and cut at
+ * NAMEDATALEN - 1 bytes at a character; "" when not declared.  An integer
+ * counts as declared when its bit is set in 'declared', i.e. when its value
+ * came from anywhere but the built-in default.
+ */
+typedef enum PgdDeclaredInt
+{
+	PGD_DECL_POOL_SIZE,
+	PGD_DECL_MAX_OVERFLOW,
+	PGD_DECL_POOL_TIMEOUT,		/* milliseconds */
+	PGD_DECL_RECYCLE,			/* milliseconds */
+	PGD_NUM_DECLARED_INTS
+} PgdDeclaredInt;
+
+typedef struct PgdDeclaredPool
+{
+	uint32		declared;		/* bit (1 << PgdDeclaredInt) per set value */
+	int32		value[PGD_NUM_DECLARED_INTS];
+	char		pool[NAMEDATALEN];
+	char		instance[NAMEDATALEN];
+} PgdDeclaredPool;
+
+/*
  * One registry slot.  Field order groups what is written once at connect,
  * what each checkout updates, and what other processes may write.
  */
@@ -80,6 +107,7 @@ typedef struct PgdSlot
 	Oid			databaseid;
 	double		lifetime_cut;	/* fraction of max_lifetime cut off, drawn at connect */
 	PgBackendStatus *beentry;	/* core's entry: state, application_name */
+	struct PGPROC *proc;		/* core's PGPROC: wait_event_info */
 
 	/* Checkout accounting, written by the owner only. */
 	int64		checkouts;
@@ -99,6 +127,14 @@ typedef struct PgdSlot
 	 */
 	pg_atomic_uint64 drain_serial;	/* pooldiag.drain() */
 	PgdCloseRequest close_request;	/* the enforcer, before it signals */
+
+	/*
+	 * Written by the owner, under the change count, at connect and whenever
+	 * one of the settings changes.  Only pooldiag.sessions reads it, with
+	 * pgd_registry_read_declared(), so the enforcer's scan, which copies
+	 * the slot up to drain_serial, does not copy it.
+	 */
+	PgdDeclaredPool declared;
 } PgdSlot;
 
 /*
@@ -132,11 +168,15 @@ extern void pgd_registry_detach(void);
 extern void pgd_registry_begin_checkout(TimestampTz start);
 extern void pgd_registry_end_checkout(TimestampTz end);
 extern void pgd_registry_publish_policy(const PgdSessionPolicy *policy);
+extern void pgd_registry_publish_declared(const PgdDeclaredPool *declared);
 
 /* Reader side: any process. */
 extern bool pgd_registry_read(int index, PgdSessionSnapshot *snap);
 extern bool pgd_registry_read_slot(int index, PgdSessionSnapshot *snap);
 extern bool pgd_registry_read_status(PgdSessionSnapshot *snap);
+extern bool pgd_registry_read_declared(const PgdSessionSnapshot *snap,
+									   PgdDeclaredPool *declared);
+extern uint32 pgd_registry_wait_event_info(const PgdSessionSnapshot *snap);
 extern PgdSlot *pgd_registry_slot(int index);
 
 /* Cross-process requests, keyed by session serial. */

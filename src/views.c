@@ -31,6 +31,7 @@
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -38,6 +39,7 @@
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "compat.h"
 #include "event_ring.h"
@@ -47,6 +49,7 @@
 #include "policy.h"
 #include "pooldiag.h"
 #include "registry.h"
+#include "sanitize.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(pooldiag_sessions);
@@ -54,7 +57,13 @@ PG_FUNCTION_INFO_V1(pooldiag_health);
 PG_FUNCTION_INFO_V1(pooldiag_recent_events);
 PG_FUNCTION_INFO_V1(pooldiag_drain);
 
-#define PGD_SESSIONS_COLS	24
+/*
+ * pooldiag.get_sessions(): version 1.2 has PGD_SESSIONS_COLS columns;
+ * version 1.1 declared the first PGD_SESSIONS_COLS_1_1 of them, in the same
+ * order.  pooldiag.recent_events() likewise (PGD_EVENT_NCOLUMNS, flush.h).
+ */
+#define PGD_SESSIONS_COLS	33
+#define PGD_SESSIONS_COLS_1_1	24
 /*
  * pooldiag.get_health(): version 1.1 has PGD_HEALTH_COLS columns; version
  * 1.0 declared the first PGD_HEALTH_COLS_1_0 of them, in the same order, so
@@ -81,9 +90,10 @@ pgd_interval_datum(int64 us)
  */
 static void
 pgd_check_result_columns(FunctionCallInfo fcinfo, TupleDesc tupdesc,
-						 int expected)
+						 int expected, int older)
 {
-	if (tupdesc->natts != expected)
+	/* 'older': the columns of the previous version, which are served too. */
+	if (tupdesc->natts != expected && tupdesc->natts != older)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("function %s returns %d columns, but the pooldiag library provides %d",
@@ -137,6 +147,75 @@ pgd_set_timestamp(Datum *values, bool *nulls, int col, TimestampTz ts)
 		nulls[col] = true;
 }
 
+/* A string of the reader's choosing in the caller's database encoding. */
+static void
+pgd_set_client_string(Datum *values, bool *nulls, int col, const char *value)
+{
+	char		clean[PGD_SANITIZED_MAXLEN];
+
+	/* Valid in the session's database encoding, maybe not in ours. */
+	if (pgd_sanitize_string(clean, sizeof(clean), value,
+							GetDatabaseEncoding()) > 0)
+		values[col] = CStringGetTextDatum(clean);
+	else
+		nulls[col] = true;
+}
+
+/*
+ * Columns added in 1.2, from client_port on: who is who (the client's
+ * port, the pool it declares) and what the session waits for.
+ */
+static void
+pgd_sessions_1_2_columns(const PgdSessionSnapshot *snap, Datum *values,
+						 bool *nulls)
+{
+	PgdEvent	ev;
+	PgdDeclaredPool declared;
+	uint32		wait_info;
+	const char *wait_type;
+	const char *wait_name;
+
+	memset(&ev, 0, sizeof(ev));
+	pgd_event_set_client_addr(&ev, (const struct sockaddr *) &snap->client_addr.addr);
+	if (ev.client_port != 0)
+		values[24] = Int32GetDatum(ev.client_port);
+	else
+		nulls[24] = true;
+
+	if (pgd_registry_read_declared(snap, &declared))
+	{
+		pgd_set_client_string(values, nulls, 25, declared.pool);
+		for (int i = 0; i < PGD_NUM_DECLARED_INTS; i++)
+		{
+			int			col = 26 + i;
+			int32		v = declared.value[i];
+
+			if ((declared.declared & ((uint32) 1 << i)) == 0)
+				nulls[col] = true;
+			else if (i == PGD_DECL_POOL_TIMEOUT || i == PGD_DECL_RECYCLE)
+				values[col] = pgd_interval_datum((int64) v * 1000);
+			else
+				values[col] = Int32GetDatum(v);
+		}
+		pgd_set_client_string(values, nulls, 30, declared.instance);
+	}
+	else
+		memset(nulls + 25, true, sizeof(bool) * 6);
+
+	/* As pg_stat_activity reads them, from the PGPROC. */
+	wait_info = pgd_registry_wait_event_info(snap);
+	wait_type = pgstat_get_wait_event_type(wait_info);
+	wait_name = pgstat_get_wait_event(wait_info);
+	if (wait_type)
+		values[31] = CStringGetTextDatum(wait_type);
+	else
+		nulls[31] = true;
+	if (wait_name)
+		values[32] = CStringGetTextDatum(wait_name);
+	else
+		nulls[32] = true;
+}
+
 Datum
 pooldiag_sessions(PG_FUNCTION_ARGS)
 {
@@ -146,7 +225,8 @@ pooldiag_sessions(PG_FUNCTION_ARGS)
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
-	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_SESSIONS_COLS);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_SESSIONS_COLS,
+							 PGD_SESSIONS_COLS_1_1);
 
 	for (int i = 0; i < pgd_registry_size(); i++)
 	{
@@ -222,6 +302,8 @@ pooldiag_sessions(PG_FUNCTION_ARGS)
 			pgd_set_ms_interval(values, nulls, 22,
 								verdict.effective_ms[PGD_IDLE_IN_TRANSACTION_TIMEOUT]);
 			pgd_set_ms_interval(values, nulls, 23, verdict.effective_ms[PGD_LEAK_THRESHOLD]);
+			if (rsinfo->setDesc->natts == PGD_SESSIONS_COLS)
+				pgd_sessions_1_2_columns(&snap, values, nulls);
 		}
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -328,7 +410,8 @@ pooldiag_recent_events(PG_FUNCTION_ARGS)
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
-	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_EVENT_NCOLUMNS);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_EVENT_NCOLUMNS,
+							 PGD_EVENT_NCOLUMNS_1_1);
 
 	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 	events = palloc(sizeof(PgdEvent) * PGD_RECENT_CHUNK);
