@@ -16,9 +16,9 @@
  * to PGD_MAX_CLIENT_POOL_SIZE, times from 0 to INT_MAX ms); an integer
  * counts as declared when its value came from anywhere but the built-in
  * default, which the check hook notes as the value's "extra" (policy.c's
- * pgd_check_policy_setting(), which does only that; so RESET returns to "not declared" unless a
- * startup option, a role or database setting or the configuration file
- * gave a value).  The strings come from clients and are never rejected:
+ * pgd_check_policy_setting(), which does only that).  So RESET returns to
+ * "not declared" unless a startup option, a role or database setting or
+ * the configuration file gave a value.  The strings come from clients and are never rejected:
  * they are made valid in the database encoding and cut at NAMEDATALEN - 1
  * bytes at a character, by the rule of sanitize.c, and "" means not
  * declared.
@@ -45,7 +45,6 @@
 #include "mb/pg_wchar.h"
 #include "utils/guc.h"
 
-#include "compat.h"
 #include "declared.h"
 #include "policy.h"
 #include "registry.h"
