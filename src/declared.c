@@ -8,7 +8,8 @@
  * pooldiag.client_pool, client_pool_size, client_max_overflow,
  * client_pool_timeout, client_recycle and client_instance are PGC_USERSET:
  * any role may set them, with SET, ALTER ROLE ... SET, or as startup
- * options at no extra round trip (libpq options='-c pooldiag.client_pool_size=5').
+ * options at no extra round trip (libpq
+ * options='-c pooldiag.client_pool_size=5').
  * They describe the client and nothing else: no part of pooldiag's
  * enforcement reads them (policy.c reads only its own four settings).
  *
@@ -18,10 +19,10 @@
  * default, which the check hook notes as the value's "extra" (policy.c's
  * pgd_check_policy_setting(), which does only that).  So RESET returns to
  * "not declared" unless a startup option, a role or database setting or
- * the configuration file gave a value.  The strings come from clients and are never rejected:
- * they are made valid in the database encoding and cut at NAMEDATALEN - 1
- * bytes at a character, by the rule of sanitize.c, and "" means not
- * declared.
+ * the configuration file gave a value.  The strings come from clients and
+ * are never rejected: they are made valid in the database encoding and cut
+ * at NAMEDATALEN - 1 bytes at a character, by the rule of sanitize.c, and
+ * "" means not declared.
  *
  * Publication.  The assign hooks update the backend-local PgdDeclaredPool
  * and publish it at once (pgd_registry_publish_declared()).  That is a safe
