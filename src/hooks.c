@@ -72,6 +72,7 @@
 #include "libpq/libpq-be.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "parser/scansup.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
 #include "tcop/utility.h"
@@ -526,6 +527,37 @@ pgd_note_block_end(const TransactionStmt *stmt, bool top_aborted,
 }
 
 /*
+ * Is the statement that follows the one at [location, location + len) of a
+ * simple query string a SET, RESET or DISCARD, or is there none?  A look at
+ * its first word, no parsing: anything else (a comment first, say) answers
+ * no, which only means the statement is counted as before.
+ */
+static bool
+pgd_next_is_setup(const char *query, int location, int len)
+{
+	static const char *const words[] = {"SET", "RESET", "DISCARD"};
+	const char *p;
+	int			i;
+
+	/* No text, or the statement runs to the end of it. */
+	if (query == NULL || location < 0 || len <= 0)
+		return true;
+	p = query + location + len;
+	while (*p == ';' || scanner_isspace(*p))
+		p++;
+	if (*p == '\0')
+		return true;
+	for (i = 0; i < lengthof(words); i++)
+	{
+		size_t		n = strlen(words[i]);
+
+		if (pg_strncasecmp(p, words[i], n) == 0 && scanner_isspace(p[n]))
+			return true;
+	}
+	return false;
+}
+
+/*
  * Is this a session set-up statement outside any checkout?  SET, RESET and
  * DISCARD sent on their own, outside a transaction block, configure the
  * connection rather than use it: PgBouncer sends SET application_name (and
@@ -534,14 +566,30 @@ pgd_note_block_end(const TransactionStmt *stmt, bool top_aborted,
  * send SETs when they hand a connection out.  Counting those as checkouts
  * would make one client transaction look like two.  Inside a transaction
  * block, or while checked out, they are part of the checkout as usual.
+ *
+ * When more than one of its tracked parameters differs (application_name
+ * and client_encoding, say, when clients of two drivers share a pool),
+ * PgBouncer sends them in one query message, "SET a='x';SET b='y';", which
+ * PostgreSQL runs as an implicit transaction block.  Such a SET is set-up
+ * too as long as what follows it in the message is set-up as well: when a
+ * real statement follows, the SET before it starts the checkout as it did
+ * before, so that a statement failing in parse analysis (which no hook
+ * sees) is still counted.  Only an explicit block can be open while no
+ * checkout is (BEGIN starts one), so IsTransactionBlock() here means an
+ * implicit block.
  */
 static bool
-pgd_is_session_setup(Node *parsetree, ProcessUtilityContext context)
+pgd_is_session_setup(PlannedStmt *pstmt, const char *queryString,
+					 ProcessUtilityContext context)
 {
+	Node	   *parsetree = pstmt->utilityStmt;
+
 	return context == PROCESS_UTILITY_TOPLEVEL &&
 		pgd_my_slot->checkout_start == 0 &&
 		(IsA(parsetree, VariableSetStmt) || IsA(parsetree, DiscardStmt)) &&
-		!IsTransactionBlock();
+		(!IsTransactionBlock() ||
+		 pgd_next_is_setup(queryString, pstmt->stmt_location,
+						   pstmt->stmt_len));
 }
 
 static void
@@ -561,7 +609,7 @@ pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 		return;
 	}
 
-	if (pgd_is_session_setup(parsetree, context))
+	if (pgd_is_session_setup(pstmt, queryString, context))
 		pgd_setup_statement = true;
 	else
 		pgd_note_statement_start();
