@@ -94,9 +94,9 @@ def psycopg_pool_pool(args):
     def ping(conn):
         """True if the connection answers a `select 1`.
 
-        psycopg_pool 3.2 has this as check=ConnectionPool.check_connection
-        (it sends an empty query); 3.1 has no check at all.  `select 1`
-        rather than an empty query: an empty query runs no statement, so
+        psycopg_pool 3.2 takes a check callback at getconn; 3.1 has none.
+        `select 1` rather than an empty query: an empty query runs no
+        statement, so
         pooldiag does not count it as a checkout and its idle clock goes
         on; `select 1` restarts it, and the enforcer, which re-checks a
         session right before it signals, then leaves it alone.
