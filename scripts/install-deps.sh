@@ -21,22 +21,22 @@
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Utils
 #   perl                      prove (the TAP harness) and Test::More
 #   gdb                       t/062 injects a fault into a backend with it
-# and the real connection pools that t/070-t/074 (the README's "Recipes for
+# and the real connection pools that t/100-t/104 (the README's "Recipes for
 # connection pools") drive against a scratch cluster:
-#   python3-sqlalchemy, python3-psycopg2     SQLAlchemy's QueuePool (t/070)
-#   python3-psycopg-pool                     psycopg 3 and psycopg_pool (t/071)
+#   python3-sqlalchemy, python3-psycopg2     SQLAlchemy's QueuePool (t/100)
+#   python3-psycopg-pool                     psycopg 3 and psycopg_pool (t/101)
 #   libhikaricp-java, libpostgresql-jdbc-java, default-jdk-headless
-#                             HikariCP with pgjdbc (t/073); libhikaricp-java
+#                             HikariCP with pgjdbc (t/103); libhikaricp-java
 #                             depends on libslf4j-java, whose slf4j-simple
 #                             binding prints HikariCP's log; libpgjava is
 #                             only a virtual name that
 #                             libpostgresql-jdbc-java provides
 #   pgbouncer                 the test starts its own, in transaction mode, on
-#                             a port and socket of its own (t/074); whatever
+#                             a port and socket of its own (t/104); whatever
 #                             Debian's own pgbouncer service does is left as
 #                             it is, and never used
 #   nodejs, npm               only when node or npm is missing: node-postgres
-#                             itself (npm `pg`) is installed by t/072 at test
+#                             itself (npm `pg`) is installed by t/102 at test
 #                             time into its own directory, as the test user
 # postgresql-contrib is not needed: it is only a metapackage, the contrib
 # modules and pgbench ship in postgresql-NN itself.

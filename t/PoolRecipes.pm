@@ -1,4 +1,4 @@
-# Helpers of the pool recipe tests (t/07*.pl, the README's "Recipes for
+# Helpers of the pool recipe tests (t/10*.pl, the README's "Recipes for
 # connection pools"): a cluster whose enforcer closes sessions idle 2 s or
 # older than 5 s, the real pools' driver programs of t/pools/ run side by
 # side against it (each variant as its own role, so that the events of one

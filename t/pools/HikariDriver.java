@@ -1,5 +1,5 @@
 // A bursty application behind HikariCP with pgjdbc, for
-// t/073_recipe_hikaricp.pl and the README's "Recipes for connection pools".
+// t/103_recipe_hikaricp.pl and the README's "Recipes for connection pools".
 // The workload and its output are driver.py's (see there): four workers,
 // `select 1`, 0-300 ms hold, the same SCHEDULE of steady load, 0-2 s pauses
 // and one 3.5 s lull.  Run as a single source file (Java 11 and later):

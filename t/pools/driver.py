@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A bursty application behind a real Python connection pool.
 
-Used by t/070-t/074 (the README's "Recipes for connection pools"), and
+Used by t/100-t/104 (the README's "Recipes for connection pools"), and
 runnable by hand against any server:
 
     t/pools/driver.py --pool sqlalchemy --recipe --dsn 'host=... user=...'

@@ -1,5 +1,5 @@
 // A bursty application behind node-postgres' pool (npm `pg`), for
-// t/072_recipe_node_postgres.pl and the README's "Recipes for connection
+// t/102_recipe_node_postgres.pl and the README's "Recipes for connection
 // pools".  The workload and its output are driver.py's (see there): four
 // workers, `select 1`, 0-300 ms hold, the same SCHEDULE of steady load,
 // 0-2 s pauses and one 3.5 s lull.
