@@ -518,8 +518,9 @@ pgd_enforce(void)
 
 		/*
 		 * Most sessions need only our own slot.  Core's status is read for
-		 * a checked-out session that may be idle in a transaction, and for
-		 * one that is due, to see its state and application_name.
+		 * a checked-out session that may be idle in a transaction, for one
+		 * watched for leaks, and for one that is due, to see its state and
+		 * application_name.
 		 */
 		if (!pgd_registry_read_slot(i, &snap))
 			continue;
@@ -529,9 +530,15 @@ pgd_enforce(void)
 		/*
 		 * A checked-out session may be idle in a transaction, or idle
 		 * altogether if core says so (registry.c reconciles the two), so
-		 * its deadline needs core's state.
+		 * its deadline needs core's state.  So does any session watched for
+		 * leaks: a statement waiting in parse analysis or planning is a
+		 * checkout that only core's state shows (registry.c), and it can
+		 * be held past leak_threshold before it reaches our hooks, or end
+		 * in an error without ever reaching them.
 		 */
-		if (snap.slot.checkout_start != 0 && !pgd_registry_read_status(&snap))
+		if ((snap.slot.checkout_start != 0 ||
+			 pgd_effective_ms(&snap.slot, PGD_LEAK_THRESHOLD) > 0) &&
+			!pgd_registry_read_status(&snap))
 			continue;
 
 		pgd_policy_evaluate(&snap, NULL, now, &verdict);
