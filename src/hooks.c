@@ -288,6 +288,13 @@ pgd_rejection_reason(const ErrorData *edata)
 static char *
 pgd_format_setting_ms(int32 ms)
 {
+	/* The largest unit that divides the value, as SHOW prints it. */
+	if (ms == 0)
+		return pstrdup("0");
+	if (ms % 86400000 == 0)
+		return psprintf("%dd", ms / 86400000);
+	if (ms % 3600000 == 0)
+		return psprintf("%dh", ms / 3600000);
 	if (ms % 60000 == 0)
 		return psprintf("%dmin", ms / 60000);
 	if (ms % 1000 == 0)
