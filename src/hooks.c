@@ -21,10 +21,10 @@
  *	 ExecutorStart_hook,		the first statement after idle starts a
  *	 ProcessUtility_hook		checkout.  This is the per-statement path: one
  *								branch when a checkout is already open.
- *	 XACT_EVENT_COMMIT/ABORT/	a transaction ended: note when.
- *	 PREPARE
+ *	 XACT_EVENT_ABORT			a statement that failed before reaching the
+ *								executor still was a checkout.
  *	 ReadyForQuery ('Z' sent)	idle again outside a transaction block: the
- *								checkout ends (checkin) at the noted time.
+ *								checkout ends (checkin).
  *	 before_shmem_exit			the session ends: "disconnect" with the cause
  *								from pgStatSessionEndCause.
  *
@@ -35,15 +35,17 @@
  * pipeline before its Sync, ends a transaction while the session stays
  * busy; an error inside a transaction block ends nothing; a ROLLBACK of a
  * block that already aborted fires no transaction callback at all; a
- * COMMIT AND CHAIN goes on, unless the commit failed.  So the transaction
- * callbacks only note when the last transaction of the busy period ended
- * (pgd_checkin_due), and ReadyForQuery decides from its own status byte:
+ * COMMIT AND CHAIN goes on, unless the commit failed.  ReadyForQuery says
+ * it all in its status byte:
  *
- *	 'I'		the checkout ends, at the noted time (the idle clock starts
- *				when the last transaction ended, not when the message left),
- *				or now if no transaction ended (ROLLBACK of an aborted block);
- *	 'T', 'E'	a transaction block goes on: still checked out, and any
- *				transaction end noted so far was not the end.
+ *	 'I'		the checkout ends, at the time core recorded when it reported
+ *				the session idle just before (pg_stat_activity's
+ *				state_change, so pooldiag's idle clock and core's agree; the
+ *				current time if track_activities is off);
+ *	 'T', 'E'	a transaction block goes on: still checked out.
+ *
+ * The transaction callbacks then only need to count statements that failed
+ * before reaching our hooks, and a commit costs nothing here.
  *
  * ReadyForQuery is seen by wrapping the putmessage method of core's
  * PqCommMethods (the table that parallel workers replace to redirect their
@@ -102,12 +104,6 @@ static bool pgd_session_pending = false;
 
 /* A rejection has been recorded for this process already. */
 static bool pgd_rejection_recorded = false;
-
-/*
- * When the last transaction of the current busy period ended (0: none yet).
- * A checkout ends at this time once ReadyForQuery says the session is idle.
- */
-static TimestampTz pgd_checkin_due = 0;
 
 /* core's methods to send protocol messages, which pgd_putmessage() wraps */
 static const PQcommMethods *pgd_prev_comm_methods = NULL;
@@ -446,7 +442,6 @@ pgd_checkin(TimestampTz end)
 	TimestampTz start = pgd_my_slot->checkout_start;
 	int64		hold_us;
 
-	pgd_checkin_due = 0;
 	if (start == 0)
 		return;
 
@@ -472,35 +467,51 @@ pgd_checkin(TimestampTz end)
 
 /*
  * The backend is about to send ReadyForQuery: the busy period is over.
- * 'status' is the message's transaction status byte.  Runs inside
+ * The message is one byte, the transaction status.  Runs inside
  * pq_putmessage(), so it must not raise an error (it cannot: shared memory
  * and the lock-free event ring only).
  */
 static void
-pgd_ready_for_query(char status)
+pgd_ready_for_query(const char *msg, size_t len)
 {
-	if (pgd_my_slot == NULL)
-		return;
+	volatile PgBackendStatus *be = MyBEEntry;
+	TimestampTz end;
+
 	pgd_setup_state = PGD_SETUP_NONE;
-	if (status == 'I')
-	{
-		if (pgd_my_slot->checkout_start != 0)
-			pgd_checkin(pgd_checkin_due != 0 ? pgd_checkin_due : GetCurrentTimestamp());
-	}
-	/* In a block ('T', 'E'), the checkout goes on whatever ended before. */
-	pgd_checkin_due = 0;
+	/* In a block ('T', 'E'), the checkout goes on. */
+	if (pgd_my_slot == NULL || len != 1 || msg[0] != 'I' ||
+		pgd_my_slot->checkout_start == 0)
+		return;
+
+	/*
+	 * Core has just reported the session idle and taken the time for it; we
+	 * are its only writer, so our own entry can be read as is.
+	 */
+	if (be != NULL && be->st_state == STATE_IDLE)
+		end = be->st_state_start_timestamp;
+	else
+		end = GetCurrentTimestamp();
+	pgd_checkin(end);
+}
+
+/* ReadyForQuery: see to the checkout, then send it. */
+static pg_noinline int
+pgd_putmessage_ready(char msgtype, const char *s, size_t len)
+{
+	pgd_ready_for_query(s, len);
+	return pgd_prev_comm_methods->putmessage(msgtype, s, len);
 }
 
 /*
  * Our putmessage method: core's, after a look at ReadyForQuery.  Every
- * message the backend sends passes here (each row of a result, too), so the
- * test comes first and is one comparison.
+ * message the backend sends passes here (each row of a result, too), so this
+ * is one comparison and a tail call; the rest is out of line.
  */
 static int
 pgd_putmessage(char msgtype, const char *s, size_t len)
 {
-	if (unlikely(msgtype == 'Z') && len == 1)	/* ReadyForQuery */
-		pgd_ready_for_query(s[0]);
+	if (unlikely(msgtype == 'Z'))
+		return pgd_putmessage_ready(msgtype, s, len);
 	return pgd_prev_comm_methods->putmessage(msgtype, s, len);
 }
 
@@ -617,21 +628,6 @@ pgd_xact_callback(XactEvent event, void *arg)
 				pgd_establish_session();
 			break;
 
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PREPARE:
-			/*
-			 * A commit inside a utility statement (CREATE INDEX
-			 * CONCURRENTLY, a procedure) is not the end of its statement.
-			 * (A commit without a checkout is not counted: idle backends
-			 * run empty transactions of their own, e.g. to catch up on
-			 * invalidation messages.)
-			 */
-			if (pgd_my_slot == NULL || pgd_utility_depth > 0 ||
-				pgd_my_slot->checkout_start == 0)
-				return;
-			pgd_checkin_due = GetCurrentTransactionStopTimestamp();
-			break;
-
 		case XACT_EVENT_ABORT:
 			if (pgd_my_slot == NULL || pgd_utility_depth > 0)
 				return;
@@ -645,9 +641,8 @@ pgd_xact_callback(XactEvent event, void *arg)
 			{
 				if (pgd_setup_state == PGD_SETUP_RUNNING)
 					return;
-				pgd_registry_begin_checkout(GetCurrentStatementStartTimestamp());
+				pgd_note_statement_start();
 			}
-			pgd_checkin_due = GetCurrentTransactionStopTimestamp();
 			break;
 
 		default:
@@ -671,7 +666,7 @@ pgd_session_exit(int code, Datum arg)
 
 	now = GetCurrentTimestamp();
 	if (pgd_my_slot->checkout_start != 0)
-		pgd_registry_end_checkout(pgd_checkin_due != 0 ? pgd_checkin_due : now);
+		pgd_registry_end_checkout(now);
 
 	switch (pgStatSessionEndCause)
 	{
