@@ -348,7 +348,7 @@ default_version="$(sed -n "s/^default_version *= *'\(.*\)'.*/\1/p" "$PD_ROOT/poo
 deb_version="$(sed -n '1s/^pooldiag (\([^)]*\)).*/\1/p' "$PD_ROOT/debian/changelog")"
 upstream_version="${deb_version%-*}"
 check_eq "META.json (name, version, provides version and file, PostgreSQL)" "$meta_check" \
-	"pooldiag $upstream_version $upstream_version pooldiag--$default_version.sql 15.0.0"
+	"pooldiag $upstream_version $upstream_version pooldiag.control 15.0.0"
 case "$upstream_version" in
 "$default_version" | "$default_version".*) pass "debian/changelog version $deb_version matches default_version $default_version" ;;
 *) fail "debian/changelog version $deb_version does not match default_version $default_version" ;;
