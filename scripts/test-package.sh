@@ -49,6 +49,11 @@
 # Steps that download (apt) share the host's network, and a policy-rc.d in
 # the chroot keeps packages from starting any server there.
 #
+# Every pg_ctlcluster, pg_createcluster and pg_dropcluster below runs inside
+# such a step, on the NN/main cluster that installing postgresql-NN created
+# in that chroot (a copy of the base this script built): never on a cluster
+# of the host.
+#
 # Options:
 #   --pg N             PostgreSQL major version: 15 (default), 17 or 18
 #   --skip-deps        do not apt-get install the host's tools (debootstrap,
