@@ -38,8 +38,9 @@ pd_set_pg_major() {
 pd_set_pg_major "${POOLDIAG_PG_MAJOR:-15}"
 
 # Compiler options of every build: warnings are bugs here.  scripts/test.sh
-# --sanitize adds the sanitizers.
+# --sanitize adds the sanitizers, and make variables in PD_MAKE_ARGS.
 PD_COPT="-Werror"
+PD_MAKE_ARGS=()
 
 # pd_pg_suite MAJOR: the Debian suite whose own archive ships PostgreSQL
 # MAJOR, or nothing when none does (16 is in no Debian suite).
@@ -184,7 +185,8 @@ pd_build_install() {
 	libdir="$(dirname "$PD_PG_BINDIR")"
 	sharedir="$("$PG_CONFIG" --sharedir)"
 	pd_log "building pooldiag in $dir against PostgreSQL $PD_PG_MAJOR (COPT=$PD_COPT)"
-	PD_HOME="$dir" pd_as_test_user make -C "$dir" -j2 PG_CONFIG="$PG_CONFIG" COPT="$PD_COPT" || return 1
+	PD_HOME="$dir" pd_as_test_user make -C "$dir" -j2 PG_CONFIG="$PG_CONFIG" COPT="$PD_COPT" \
+		${PD_MAKE_ARGS[@]+"${PD_MAKE_ARGS[@]}"} || return 1
 	mkdir -p "$inst$libdir" "$inst$sharedir"
 	cp -a "$libdir/." "$inst$libdir/"
 	cp -a "$sharedir/." "$inst$sharedir/"
@@ -192,7 +194,7 @@ pd_build_install() {
 	PD_BINDIR="$inst$PD_PG_BINDIR"
 	pd_log "installing pooldiag into the private installation $inst"
 	PD_HOME="$dir" pd_as_test_user make -C "$dir" PG_CONFIG="$PG_CONFIG" COPT="$PD_COPT" \
-		DESTDIR="$inst" install || return 1
+		${PD_MAKE_ARGS[@]+"${PD_MAKE_ARGS[@]}"} DESTDIR="$inst" install || return 1
 }
 
 # pd_stop_clusters DIR: immediately stop every postmaster whose data directory
