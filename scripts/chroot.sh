@@ -13,8 +13,8 @@
 # and gets that version's packages from scripts/install-deps.sh run inside
 # it, so the package list is the one the host uses.  It is cached in
 # POOLDIAG_CHROOT_CACHE (default /var/cache/pooldiag-chroots), one directory
-# per suite, and reused; each run first re-runs install-deps.sh in it, which
-# does nothing unless the package list changed.
+# per suite, and reused; when install-deps.sh has changed since, it is run
+# in the cached chroot again.
 #
 # Each run works in a throw-away overlay over the cached chroot, in a mount
 # namespace of its own: the cache stays as built, concurrent runs never see
@@ -284,7 +284,7 @@ trap 'exit 143' TERM
 # background so that our traps run at once.  Its children do not inherit the
 # lock's descriptor, so a server a test left behind cannot hold the lock.
 ns() {
-	unshare -m --propagation private bash "$0" --ns "$@" 9>&- &
+	unshare -m --propagation private bash "${BASH_SOURCE[0]}" --ns "$@" 9>&- &
 	ns_pid=$!
 	local rc=0
 	wait "$ns_pid" || rc=$?
@@ -292,35 +292,59 @@ ns() {
 	return "$rc"
 }
 
+# The packages the chroot should have are those of install-deps.sh: the
+# stamp records its checksum, and a chroot with another one is updated.
+deps_sum="$(sha256sum "$PD_ROOT/scripts/install-deps.sh" | cut -d' ' -f1)"
+chroot_current() {
+	[ "$rebuild" -eq 0 ] && [ -f "$root/$PD_CHROOT_STAMP" ] &&
+		grep -qx "deps=$deps_sum" "$root/$PD_CHROOT_STAMP"
+}
+
 # One lock per suite: building or updating the chroot excludes everything
 # else; test runs in overlays share it.
 exec 9>"$PD_CHROOT_CACHE/$suite.lock"
-flock -x 9
-
-if [ "$rebuild" -eq 1 ] || [ ! -f "$root/$PD_CHROOT_STAMP" ]; then
-	start=$SECONDS
-	for d in "$root.new" "$root"; do
-		! mounts_under "$d" || pd_die "something is mounted under $d; unmount it first"
-	done
-	rm -rf "$root.new"
-	ns build "$suite" "$root.new"
-	printf 'suite=%s\nmirror=%s\nbuilt=%s\n' "$suite" "$PD_MIRROR" "$(date -u +%FT%TZ)" \
-		>"$root.new/$PD_CHROOT_STAMP"
-	rm -rf "$root"
-	mv "$root.new" "$root"
-	pd_log "built the $suite chroot for PostgreSQL $PD_PG_MAJOR in $((SECONDS - start)) s: $root"
-else
-	pd_log "using the cached $suite chroot $root (built $(sed -n 's/^built=//p' "$root/$PD_CHROOT_STAMP"))"
-	ns deps "$root"
+flock -s 9
+if ! chroot_current; then
+	flock -u 9
+	flock -x 9
+	if [ "$rebuild" -eq 1 ] || [ ! -f "$root/$PD_CHROOT_STAMP" ]; then
+		start=$SECONDS
+		for d in "$root.new" "$root"; do
+			! mounts_under "$d" || pd_die "something is mounted under $d; unmount it first"
+		done
+		rm -rf "$root.new"
+		pd_log "building the $suite chroot for PostgreSQL $PD_PG_MAJOR (log: $root.build.log)"
+		ns build "$suite" "$root.new" >"$root.build.log" 2>&1 || {
+			tail -n 60 "$root.build.log"
+			pd_die "building the $suite chroot failed (log: $root.build.log)"
+		}
+		printf 'suite=%s\nmirror=%s\nbuilt=%s\ndeps=%s\n' "$suite" "$PD_MIRROR" \
+			"$(date -u +%FT%TZ)" "$deps_sum" >"$root.new/$PD_CHROOT_STAMP"
+		rm -rf "$root"
+		mv "$root.new" "$root"
+		rebuild=0
+		pd_log "built the $suite chroot in $((SECONDS - start)) s: $root"
+	elif ! chroot_current; then
+		pd_log "scripts/install-deps.sh changed: updating the $suite chroot (log: $root.build.log)"
+		ns deps "$root" >"$root.build.log" 2>&1 || {
+			tail -n 60 "$root.build.log"
+			pd_die "updating the $suite chroot failed (log: $root.build.log)"
+		}
+		sed -i "s/^deps=.*//; /^$/d" "$root/$PD_CHROOT_STAMP"
+		echo "deps=$deps_sum" >>"$root/$PD_CHROOT_STAMP"
+	fi
+	flock -s 9
 fi
+pd_log "using the $suite chroot $root (built $(sed -n 's/^built=//p' "$root/$PD_CHROOT_STAMP"))"
 
 [ "$prepare_only" -eq 0 ] || exit 0
 
 if overlay_works "$PD_CHROOT_CACHE"; then
 	run="$(mktemp -d "$PD_CHROOT_CACHE/run-$suite.XXXXXX")"
-	flock -s 9
 else
 	pd_warn "overlayfs is not available under $PD_CHROOT_CACHE: running in the cached chroot itself, one run at a time"
+	flock -u 9
+	flock -x 9
 	run=-
 fi
 

@@ -410,10 +410,11 @@ int main(int argc, char **argv)
 EOF
 	sanitizer_options_c "$dir/reports" >"$dir/options.c"
 	# shellcheck disable=SC2086 # SANITIZE_COPT is a list of options
-	gcc -c -fPIC -o "$dir/options.o" "$dir/options.c" &&
-		gcc -shared -fPIC $SANITIZE_COPT -o "$dir/bug.so" "$dir/bug.c" "$dir/options.o" &&
-		gcc -o "$dir/main" "$dir/main.c" -ldl ||
+	if ! gcc -c -fPIC -o "$dir/options.o" "$dir/options.c" ||
+		! gcc -shared -fPIC $SANITIZE_COPT -o "$dir/bug.so" "$dir/bug.c" "$dir/options.o" ||
+		! gcc -o "$dir/main" "$dir/main.c" -ldl; then
 		pd_die "sanitizer self-check: could not build the test program"
+	fi
 	for kind in asan ubsan; do
 		# A subshell, so that bash's report of the abort goes to the file too.
 		(exec env -i "$dir/main" "$dir/bug.so" "pd_$kind") >"$dir/$kind.stderr" 2>&1 || true
