@@ -27,9 +27,12 @@
 # Inside, the repository is copied to /root/pooldiag, and `scripts/test.sh
 # --single --pg N [OPTIONS]` runs there as root; exactly as on the host, it
 # builds in a copy owned by an unprivileged user and runs the servers and the
-# tests as that user.  Its output, ending with "N passed, N failed", is ours;
-# the exit status is its.  When it fails (or with --keep) the run's files
-# stay in the overlay's upper directory, whose path is printed.
+# tests as that user.  Next to it runs a cluster that Debian's
+# pg_createcluster made, as on an administrator's machine; the test command
+# must leave it alone (see ns_test), which counts as one more test.  The
+# output ends with "N passed, N failed"; the exit status is 0 only if all
+# passed.  When a run fails (or with --keep) its files stay in the overlay's
+# upper directory, whose path is printed.
 #
 # Options, before the version:
 #   --rebuild   build the chroot afresh even when a cached one exists
@@ -190,9 +193,65 @@ ns_main() {
 		ns_mount_system "$root"
 		rm -rf "$root/root/pooldiag"
 		copy_repo "$root/root/pooldiag"
-		in_chroot "$root" bash /root/pooldiag/scripts/test.sh --single --pg "$PD_PG_MAJOR" "$@"
+		ns_test "$root" "$@"
 		;;
 	esac
+}
+
+# ns_test ROOT ARGS...: the suite in ROOT, next to a cluster it did not
+# create.  Before the suite, Debian's own tools create and start the
+# cluster NN/sentinel, as an administrator would have one; afterwards it
+# must still run with the same postmaster, and its configuration files
+# must be unchanged: the test command leaves alone whatever it did not
+# create.  That check counts as one more test in the last line, "N passed,
+# N failed".
+ns_test() {
+	local root="$1" out rc=0 ok=0 bad=0 line
+	shift
+	local conf="/etc/postgresql/$PD_PG_MAJOR/sentinel"
+	local data="/var/lib/postgresql/$PD_PG_MAJOR/sentinel"
+	# No TCP (the host's own cluster may hold 5432); its socket is in the
+	# chroot's /var/run/postgresql.
+	in_chroot "$root" pg_createcluster "$PD_PG_MAJOR" sentinel -p 5439 \
+		-o "listen_addresses=" --start >/dev/null ||
+		pd_die "could not create and start the sentinel cluster $PD_PG_MAJOR/sentinel"
+	local pid_before sums_before
+	pid_before="$(head -n 1 "$root$data/postmaster.pid")"
+	sums_before="$(cd "$root" && sha256sum ".$conf"/*.conf ".$data/postgresql.auto.conf")"
+	pd_log "sentinel cluster $PD_PG_MAJOR/sentinel is running (postmaster $pid_before)"
+
+	out="$root/root/test-output.log"
+	in_chroot "$root" bash /root/pooldiag/scripts/test.sh --single --pg "$PD_PG_MAJOR" "$@" \
+		> >(tee "$out") 2>&1 || rc=$?
+	wait "$!" 2>/dev/null || true
+
+	local problems=() pid_after="" sums_after
+	[ ! -f "$root$data/postmaster.pid" ] || pid_after="$(head -n 1 "$root$data/postmaster.pid")"
+	if [ "$pid_after" != "$pid_before" ] || ! kill -0 "$pid_before" 2>/dev/null; then
+		problems+=("its postmaster $pid_before is gone (now: ${pid_after:-none})")
+	fi
+	sums_after="$(cd "$root" && sha256sum ".$conf"/*.conf ".$data/postgresql.auto.conf")"
+	[ "$sums_after" = "$sums_before" ] || problems+=("its configuration files changed")
+	in_chroot "$root" pg_dropcluster --stop "$PD_PG_MAJOR" sentinel >/dev/null 2>&1 || true
+
+	line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1 || true)"
+	if [ -n "$line" ]; then
+		ok="${line%% passed*}"
+		bad="${line#*passed, }"
+		bad="${bad%% failed}"
+	elif [ "$rc" -ne 0 ]; then
+		bad=1
+	fi
+	if [ "${#problems[@]}" -eq 0 ]; then
+		echo "sentinel cluster $PD_PG_MAJOR/sentinel: left alone, ok"
+		ok=$((ok + 1))
+	else
+		echo "sentinel cluster $PD_PG_MAJOR/sentinel: FAILED: ${problems[*]}"
+		bad=$((bad + 1))
+		rc=1
+	fi
+	echo "$ok passed, $bad failed"
+	return "$rc"
 }
 
 # overlay_works DIR: can this machine mount an overlay with its upper
