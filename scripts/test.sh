@@ -14,7 +14,8 @@
 # and ends with one "pgNN: N passed, N failed" line per configuration and a
 # last, overall "N passed, N failed" line; it exits 0 only if all passed.
 # The chroots are built by scripts/chroot.sh with debootstrap from the Debian
-# archive (about 2 minutes each) and cached in /var/cache/pooldiag-chroots.
+# archive (about 1.5 minutes each) and cached in /var/cache/pooldiag-chroots;
+# a chroot run also checks that a cluster it did not create is left alone.
 # PostgreSQL 16 is in no Debian archive, so it is not in the matrix.
 #
 # Each configuration:
@@ -39,8 +40,8 @@
 #   --pg N             run PostgreSQL N (15, 17, 18) instead of the matrix;
 #                      repeatable.  A version this machine's Debian does not
 #                      ship runs in its chroot (scripts/chroot.sh).
-#   --sanitize         build pooldiag with -fsanitize=address,undefined and
-#                      run the servers with gcc's ASan runtime preloaded; any
+#   --sanitize         build pooldiag with -fsanitize=address,undefined (the
+#                      servers load the sanitizer runtimes with it); any
 #                      AddressSanitizer or UndefinedBehaviorSanitizer report
 #                      is a failure.  Alone: PostgreSQL 15 only; with --pg:
 #                      those versions, sanitized.
