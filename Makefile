@@ -7,16 +7,19 @@ OBJS = \
 	src/hooks.o \
 	src/event_ring.o \
 	src/worker.o \
+	src/writer.o \
 	src/flush.o \
 	src/policy.o \
-	src/views.o
+	src/views.o \
+	src/sanitize.o \
+	src/fold.o
 
 EXTENSION = pooldiag
 DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql
 PGFILEDESC = "pooldiag - connection hygiene for pooled applications"
 
 # pg_regress runs against a private cluster that preloads pooldiag.
-REGRESS = setup sessions guc privileges events policy
+REGRESS = setup sessions guc privileges events policy versions comments
 REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=./tmp_check
 
 TAP_TESTS = 1

@@ -15,9 +15,9 @@
 #     script started killed by pid, and a watchdog that ends the script after
 #     BENCH_MAX_SECONDS.
 #
-# Benchmarks use the pooldiag that is installed in the server's pkglibdir
-# (build + install: make PG_CONFIG=... && make PG_CONFIG=... install).
-# Set BENCH_BUILD=1 to build and install from this checkout first.
+# Benchmarks build pooldiag from this checkout and install it into a
+# private copy of the PostgreSQL installation in their scratch directory;
+# nothing is installed into the system's directories.
 
 set -euo pipefail
 
@@ -133,14 +133,6 @@ bench_setup() {
 	[ -x "$BENCH_PG_BINDIR/postgres" ] || bdie "no PostgreSQL server in $BENCH_PG_BINDIR"
 	[ -x "$BENCH_PG_BINDIR/pgbench" ] || bdie "no pgbench in $BENCH_PG_BINDIR"
 
-	if [ "${BENCH_BUILD:-0}" = 1 ]; then
-		blog "building and installing pooldiag from $BENCH_ROOT"
-		make -C "$BENCH_ROOT" PG_CONFIG="$BENCH_PG_CONFIG" >/dev/null
-		make -C "$BENCH_ROOT" PG_CONFIG="$BENCH_PG_CONFIG" install >/dev/null
-	fi
-	[ -f "$("$BENCH_PG_CONFIG" --pkglibdir)/pooldiag.so" ] ||
-		bdie "pooldiag is not installed: cd $BENCH_ROOT && make PG_CONFIG=$BENCH_PG_CONFIG && make PG_CONFIG=$BENCH_PG_CONFIG install"
-
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
@@ -149,6 +141,22 @@ bench_setup() {
 	chown "$BENCH_OS_USER:" "$BENCH_DIR"
 	chmod 0700 "$BENCH_DIR"
 	BENCH_PGDATA="$BENCH_DIR/data"
+
+	# pooldiag from this checkout, installed into a private copy of the
+	# PostgreSQL installation in the scratch dir (PostgreSQL finds its lib
+	# and share directories relative to its executable), never into the
+	# system's directories.
+	local libdir sharedir inst="$BENCH_DIR/pginst"
+	libdir="$(dirname "$BENCH_PG_BINDIR")"
+	sharedir="$("$BENCH_PG_CONFIG" --sharedir)"
+	blog "building pooldiag from $BENCH_ROOT into $inst"
+	mkdir -p "$inst$libdir" "$inst$sharedir"
+	cp -a "$libdir/." "$inst$libdir/"
+	cp -a "$sharedir/." "$inst$sharedir/"
+	make -C "$BENCH_ROOT" PG_CONFIG="$BENCH_PG_CONFIG" >/dev/null
+	make -C "$BENCH_ROOT" PG_CONFIG="$BENCH_PG_CONFIG" DESTDIR="$inst" install >/dev/null
+	chown -R "$BENCH_OS_USER:" "$inst"
+	BENCH_PG_BINDIR="$inst$BENCH_PG_BINDIR"
 
 	# Watchdog: the whole benchmark is bounded in time.
 	local main=$$
@@ -262,7 +270,7 @@ bench_machine() {
 	mem="$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 	echo "machine: $(nproc) CPUs ($cpu), $mem RAM, $("$BENCH_PG_BINDIR/postgres" --version)"
 	local so head
-	so="$("$BENCH_PG_CONFIG" --pkglibdir)/pooldiag.so"
+	so="$BENCH_DIR/pginst$("$BENCH_PG_CONFIG" --pkglibdir)/pooldiag.so"
 	head="$(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
 	echo "pooldiag: $so built $(date -u -r "$so" '+%Y-%m-%d %H:%M:%S UTC'), md5 $(md5sum "$so" | cut -c1-8); checkout HEAD $head"
 }

@@ -1,29 +1,34 @@
 #!/usr/bin/env bash
 #
-# scripts/demo.sh: watch pooldiag see a few pooled applications.  Run as root.
+# scripts/demo.sh: the story pooldiag exists for, in four steps.  Run as root.
 #
-# It builds and installs pooldiag, starts a throw-away cluster (owned by the
-# unprivileged user pooldiag_test, under a mktemp dir, listening on
-# 127.0.0.1:54329 and a socket in that dir) with pooldiag preloaded, creates
-# the extension in database postgres, and drives this workload, each client
-# a psql process connected as role "app" with its own application_name:
+# It builds pooldiag into a private installation, starts a throw-away
+# cluster (owned by the unprivileged user pooldiag_test, under a mktemp dir,
+# listening on 127.0.0.1:54329 and a socket in that dir) with pooldiag
+# preloaded, and then:
 #
-#   orders-api      4 connections, each 5 short autocommit statements, then idle
-#   billing-worker  3 connections, each 3 BEGIN; SELECT; SELECT; COMMIT; blocks,
-#                   then idle
-#   reports         1 connection inside a long SELECT pg_sleep(5) checkout
-#   leaky-app       1 connection left idle in transaction (BEGIN; SELECT 1;)
+#   1. A pooled app in trouble.  "shop-api" has a pool of 6 connections (6
+#      psql clients as role "app").  One request forgot its transaction
+#      after SELECT ... FOR UPDATE; three requests wait behind its row lock;
+#      two connections sit idle.  The app would now report "QueuePool limit
+#      ... reached, connection timed out".
+#   2. The diagnosis, from pooldiag's views: who holds connections and for
+#      how long, who waits for whom, and the leak_suspect event.
+#   3. pooldiag closes the culprit: an idle-in-transaction timeout is set
+#      with a reload, and the close is shown as the app saw it (its FATAL
+#      with SQLSTATE, DETAIL and HINT), as the server log has it, and as
+#      pooldiag.events records it; the waiting requests then finish.
+#   4. A deploy drains the pool: pooldiag.drain() closes every shop-api
+#      connection once idle, each with reason "drain".
 #
-# It then prints pooldiag.sessions with the checkout count each session
-# should show (an autocommit statement is one checkout, a BEGIN..COMMIT
-# block is one, an open one counts too), pooldiag.health and the last rows
-# of pooldiag.events when those exist, and finally stops everything it
-# started and removes the temp dir, also on error or Ctrl-C.
+# Output fits a 100-column terminal.  Everything it started is stopped and
+# the temp dir removed at the end, also on error or Ctrl-C.  The system's
+# own clusters are never touched.
 #
 # Each client is a psql reading from a fifo this script writes to: a
-# connection stays open and idle (outside any transaction, or inside one for
-# leaky-app) for as long as we write nothing, and closing the fifo ends psql
-# cleanly.  Markers (\! touch FILE) tell us when a client has run its part.
+# connection stays open and idle for as long as we write nothing, and
+# closing the fifo ends psql cleanly.  Markers (\! touch FILE) tell us when
+# a client has run its part.
 #
 # Options:
 #   --skip-deps   do not run install-deps.sh
@@ -138,8 +143,11 @@ pd_log "pooldiag built and installed"
 pd_log "creating a cluster in $workdir/data"
 pd_cluster_create "$workdir/data" "$port"
 cat >>"$workdir/data/postgresql.conf" <<'EOF'
-# Show a leak suspect within the demo's few seconds, not after 60 s.
+# A leak suspect within the demo's few seconds, not after 60 s.
 pooldiag.leak_threshold = '2s'
+pooldiag.naptime = '200ms'
+pooldiag.flush_interval = '200ms'
+lc_messages = 'C'
 EOF
 
 # The port may have been taken while we built.
@@ -156,7 +164,10 @@ admin_psql() {
 	pd_as_test_user "$(pd_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -P pager=off \
 		-d "host=$workdir port=$port user=postgres dbname=postgres application_name=pooldiag-demo" "$@"
 }
-admin_psql -c 'CREATE EXTENSION pooldiag' -c 'CREATE ROLE app LOGIN'
+admin_psql -c 'CREATE EXTENSION pooldiag' -c 'CREATE ROLE app LOGIN' \
+	-c 'CREATE TABLE orders (id int PRIMARY KEY, status text)' \
+	-c "INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 100) g" \
+	-c 'GRANT SELECT, UPDATE ON orders TO app'
 pd_log "CREATE EXTENSION pooldiag: done"
 
 # --- the workload ----------------------------------------------------------
@@ -207,108 +218,110 @@ wait_marks() {
 	pd_die "timed out waiting for the clients ($have of $want reached '$name')"
 }
 
-pd_log "starting 9 client connections"
-for n in 1 2 3 4; do start_client orders-api "$n"; done
-for n in 1 2 3; do start_client billing-worker "$n"; done
-start_client reports 1
-start_client leaky-app 1
+# step TITLE LINE...: a heading and a one-line explanation.
+step() {
+	echo
+	echo "=== $1 ==="
+	shift
+	printf '%s\n' "$@"
+	echo
+}
 
-# orders-api: a pool handing out connections for one statement each.
-for n in 1 2 3 4; do
-	send orders-api "$n" \
-		"SELECT count(*) FROM pg_class WHERE relkind = 'r';" \
-		"SELECT now();" \
-		"SELECT pg_sleep(0.05);" \
-		"SELECT sum(i) FROM generate_series(1, 1000) AS i;" \
-		"SELECT current_user, $n AS worker;"
-	mark orders-api "$n" ready
+step "1. A pooled app in trouble" \
+	"shop-api's pool has 6 connections.  One request took a row lock and forgot its transaction;" \
+	"three requests wait behind it, and the app starts to time out waiting for a free connection."
+for n in 1 2 3 4 5 6; do start_client shop-api "$n"; done
+# The culprit: a handler that returns its connection inside a transaction.
+send shop-api 1 "BEGIN;" "SELECT status FROM orders WHERE id = 1 FOR UPDATE;"
+mark shop-api 1 ready
+wait_marks ready 1
+# Three requests that need the same row.
+for n in 2 3 4; do
+	send shop-api "$n" "UPDATE orders SET status = 'paid' WHERE id = 1;"
+	mark shop-api "$n" done
 done
-# billing-worker: a connection checked out for a whole transaction.
-for n in 1 2 3; do
-	for b in 1 2 3; do
-		send billing-worker "$n" "BEGIN;" \
-			"SELECT count(*) FROM pg_namespace;" \
-			"SELECT $b AS batch, pg_sleep(0.02);" \
-			"COMMIT;"
-	done
-	mark billing-worker "$n" ready
+# Two connections that served a request each and went back to the pool.
+for n in 5 6; do
+	send shop-api "$n" "SELECT count(*) FROM orders;" "SELECT now();"
+	mark shop-api "$n" ready
 done
-# leaky-app: forgets to end its transaction.
-send leaky-app 1 "BEGIN;" "SELECT 1;"
-mark leaky-app 1 ready
-wait_marks ready 8
+wait_marks ready 3
+sleep 3
+echo "app log: sqlalchemy.exc.TimeoutError: QueuePool limit of size 5 overflow 1 reached,"
+echo "         connection timed out, timeout 30.00"
 
-# reports: one long checkout, still running when we look.
-mark reports 1 ready
-send reports 1 "SELECT pg_sleep(5);"
-mark reports 1 finished
-wait_marks ready 9
-
-# Let the pools sit idle for a moment, as real ones do between requests.
-sleep 2
-
-# --- what pooldiag sees ----------------------------------------------------
-echo
-echo "pooldiag.sessions (expected_checkouts: what the workload above implies)"
+step "2. The diagnosis, from pooldiag's views" \
+	"Who holds the connections, for how long, and who waits for whom (pg_blocking_pids)?"
 admin_psql <<'EOF'
-SELECT pid, application_name, state, checkouts,
-       CASE application_name
-            WHEN 'orders-api'     THEN 5  -- 5 autocommit statements
-            WHEN 'billing-worker' THEN 3  -- 3 BEGIN..COMMIT blocks
-            WHEN 'reports'        THEN 1  -- 1 checkout, still open
-            WHEN 'leaky-app'      THEN 1  -- 1 open transaction
-       END AS expected_checkouts,
-       CASE application_name
-            WHEN 'reports'   THEN 'active'
-            WHEN 'leaky-app' THEN 'idle in transaction'
-            ELSE 'idle'
-       END AS expected_state,
-       hold_time, idle_for, age
-  FROM pooldiag.sessions
- WHERE application_name IN ('orders-api', 'billing-worker', 'reports', 'leaky-app')
- ORDER BY application_name, pid;
-
--- One line for the reader: do the counts match?
-SELECT CASE WHEN count(*) FILTER (WHERE NOT ok) = 0 AND count(*) = 9
-            THEN 'checkout counts: all ' || count(*) || ' demo sessions match the expected counts'
-            ELSE 'checkout counts: MISMATCH in ' || count(*) FILTER (WHERE NOT ok)
-                 || ' of ' || count(*) || ' demo sessions (9 expected)'
-       END AS verdict
-  FROM (SELECT checkouts IS NOT DISTINCT FROM
-               CASE application_name WHEN 'orders-api' THEN 5 WHEN 'billing-worker' THEN 3
-                                     ELSE 1 END AS ok
-          FROM pooldiag.sessions
-         WHERE application_name IN ('orders-api', 'billing-worker', 'reports', 'leaky-app')) AS s
-\gset
-\echo :verdict
+SELECT s.pid, s.state, s.checkouts AS co,
+       round(extract(epoch FROM clock_timestamp() - s.checkout_start)::numeric, 1) AS held_s,
+       round(extract(epoch FROM s.idle_for)::numeric, 1) AS idle_s,
+       a.wait_event_type AS waits_on,
+       nullif(array_to_string(pg_blocking_pids(s.pid), ','), '') AS blocked_by
+  FROM pooldiag.sessions s JOIN pg_stat_activity a USING (pid)
+ WHERE s.application_name = 'shop-api'
+ ORDER BY s.checkout_start NULLS LAST, s.pid;
+EOF
+echo
+echo "pooldiag.events: leak suspects (checkouts held past leak_threshold = 2s)"
+admin_psql <<'EOF'
+SELECT pid, event,
+       round((detail->>'hold_time_ms')::numeric / 1000, 1) AS held_s,
+       detail->>'leak_threshold_ms' AS threshold_ms
+  FROM pooldiag.events
+ WHERE event = 'leak_suspect' AND application_name = 'shop-api'
+ ORDER BY event_time LIMIT 4;
 EOF
 
-# health and events landed later than sessions; show them when present.
-if [ "$(admin_psql -At -c "SELECT to_regclass('pooldiag.health') IS NOT NULL")" = t ]; then
-	echo
-	echo "pooldiag.health"
-	admin_psql -x -c 'SELECT * FROM pooldiag.health'
-fi
+step "3. pooldiag closes the culprit" \
+	"An idle-in-transaction timeout of 3s, set with a reload, reaches the idle culprit at once."
+culprit="$(admin_psql -At -c "SELECT pid FROM pooldiag.sessions WHERE application_name = 'shop-api' AND state = 'idle in transaction'")"
+[ -n "$culprit" ] || pd_die "no shop-api session is idle in a transaction"
+admin_psql -c "ALTER SYSTEM SET pooldiag.idle_in_transaction_timeout = '3s'" -c 'SELECT pg_reload_conf()' >/dev/null
+for ((i = 0; i < 100; i++)); do
+	[ "$(admin_psql -At -c "SELECT count(*) FROM pg_stat_activity WHERE pid = $culprit")" = 0 ] && break
+	sleep 0.1
+done
+wait_marks done 3
+# The app uses the connection again: this is what its driver reports.
+send shop-api 1 '\set VERBOSITY verbose' "SELECT 1;"
+sleep 1
+echo "what the app saw when it used the culprit's connection again:"
+grep -E '(FATAL|DETAIL|HINT):' "$workdir/client.shop-api.1.log" | sed -E 's/^psql:[^ ]* //' |
+	head -n 3 | fold -w 98 -s
+echo
+echo "the server log:"
+grep -E 'pooldiag closed the session' -A1 "$workdir/server.log" |
+	sed -E 's/^[0-9-]+ [0-9:.]+ [A-Z]+ \[[0-9]+\] //' | fold -w 98 -s | head -n 4
+echo
+echo "pooldiag.events:"
+sleep 1
+admin_psql <<EOF
+SELECT pid, event, reason,
+       round((detail->>'idle_ms')::numeric / 1000, 1) AS idle_s
+  FROM pooldiag.events
+ WHERE event IN ('terminate', 'disconnect') AND pid = $culprit
+ ORDER BY event_time;
+EOF
+echo
+echo "the three waiting requests finished; shop-api's sessions now:"
+admin_psql -c "SELECT state, count(*) FROM pooldiag.sessions WHERE application_name = 'shop-api' GROUP BY 1"
 
-if [ "$(admin_psql -At -c "SELECT to_regclass('pooldiag.events') IS NOT NULL")" = t ]; then
-	# Wait for the reports checkout to end and the worker to flush it
-	# (pooldiag.flush_interval, 1 s by default).
-	wait_marks finished 1
-	sleep 2
-	echo
-	echo "pooldiag.events of the demo clients (last 20)"
-	# Order by the first time-like column the table has, newest first.
-	order_col="$(admin_psql -At -c "
-		SELECT quote_ident(column_name) FROM information_schema.columns
-		 WHERE table_schema = 'pooldiag' AND table_name = 'events'
-		   AND data_type LIKE 'timestamp%' ORDER BY ordinal_position LIMIT 1")"
-	ours="application_name IS DISTINCT FROM 'pooldiag-demo'"
-	if [ -n "$order_col" ]; then
-		admin_psql -c "SELECT * FROM (SELECT * FROM pooldiag.events WHERE $ours ORDER BY $order_col DESC LIMIT 20) AS e ORDER BY $order_col"
-	else
-		admin_psql -c "SELECT * FROM pooldiag.events WHERE $ours ORDER BY ctid DESC LIMIT 20"
-	fi
-fi
-
+step "4. A deploy drains the pool" \
+	"pooldiag.drain() closes every shop-api connection the next time it is idle, with reason drain."
+admin_psql -c "SELECT pooldiag.drain(NULL, 'app', 'shop-api') AS marked"
+for ((i = 0; i < 50; i++)); do
+	[ "$(admin_psql -At -c "SELECT count(*) FROM pooldiag.sessions WHERE application_name = 'shop-api'")" = 0 ] && break
+	sleep 0.1
+done
+sleep 1
+echo "why did connections go away?  pooldiag.events answers:"
+admin_psql <<'EOF'
+SELECT event, coalesce(reason, '') AS reason, count(*)
+  FROM pooldiag.events
+ WHERE application_name = 'shop-api' AND event IN ('terminate', 'disconnect', 'leak_suspect')
+ GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT terminations, leak_suspects, events_written, events_dropped FROM pooldiag.health;
+EOF
 echo
 pd_log "demo finished; cleaning up"

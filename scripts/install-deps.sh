@@ -20,6 +20,7 @@
 #                             which server-dev does not pull in
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Utils
 #   perl                      prove (the TAP harness) and Test::More
+#   gdb                       t/062 injects a fault into a backend with it
 # postgresql-contrib is not needed: it is only a metapackage, the contrib
 # modules and pgbench ship in postgresql-NN itself.
 #
@@ -53,6 +54,7 @@ if [ "$with_pg" -eq 1 ]; then
 		libkrb5-dev
 		libipc-run-perl
 		perl
+		gdb
 	)
 fi
 if [ "$chroot_tools" -eq 1 ]; then

@@ -149,7 +149,7 @@ pd_as_test_user() {
 # user.  mktemp makes it 0700, which is what we want for the owner.
 pd_make_workdir() {
 	local dir
-	dir="$(mktemp -d "/tmp/${1}.XXXXXX")"
+	dir="$(mktemp -d "${POOLDIAG_WORKDIR_PARENT:-/tmp}/${1}.XXXXXX")"
 	chown "$PD_TEST_USER:$PD_TEST_USER" "$dir"
 	printf '%s\n' "$dir"
 }

@@ -31,10 +31,16 @@ SELECT pid = pg_backend_pid() AS pid_shown, datname IS NOT NULL AS datname_shown
        draining, idle_timeout
 FROM pooldiag.sessions WHERE pid = pg_backend_pid();
 
--- It cannot write events, nor drain sessions.
-INSERT INTO pooldiag.events (event_id, event_time, event) VALUES (-1, now(), 'connect');
+-- It cannot write events, nor take ids from their sequence, nor drain
+-- sessions.
+INSERT INTO pooldiag.events (event_time, event) VALUES (now(), 'connect');
 DELETE FROM pooldiag.events;
+SELECT nextval('pooldiag.events_event_id_seq');
 SELECT pooldiag.drain();
+-- Nor can it take the schema over (the worker writes as a superuser into
+-- whatever pooldiag.events names).
+ALTER SCHEMA pooldiag RENAME TO pooldiag_taken;
+CREATE TABLE pooldiag.events_planted (x int);
 RESET ROLE;
 
 -- Members of pg_read_all_stats see everything.
@@ -46,7 +52,7 @@ RESET ROLE;
 
 -- Events are filtered by row-level security on their role.
 INSERT INTO pooldiag.events (event_id, event_time, event, usename)
-VALUES (-3, now(), 'connect', 'regress_pooldiag_plain'),
+OVERRIDING SYSTEM VALUE VALUES (-3, now(), 'connect', 'regress_pooldiag_plain'),
        (-2, now(), 'connect', 'regress_pooldiag_stats'),
        (-1, now(), 'rejected', 'no_such_role');
 SET ROLE regress_pooldiag_plain;

@@ -105,9 +105,15 @@ SELECT 1 \; SELECT 1/0 \; SELECT 3;
 SELECT pg_temp.checkouts_since_last() AS "2 + 1";
 
 -- Utility statements are checkouts too.
+CREATE TEMP TABLE utility_check (x int);
+DROP TABLE utility_check;
+SELECT pg_temp.checkouts_since_last() AS "2 + 1";
+
+-- SET and RESET on their own outside a block configure the session (as
+-- PgBouncer's SET application_name does before each transaction): none.
 SET work_mem = '8MB';
 RESET work_mem;
-SELECT pg_temp.checkouts_since_last() AS "2 + 1";
+SELECT pg_temp.checkouts_since_last() AS "0 + 1";
 
 DROP PROCEDURE commit_inside();
 DROP TABLE proc_log;

@@ -26,9 +26,10 @@
  * next one finds the same events at the same positions.  Positions are
  * 64-bit and never wrap in practice; they also order the events.
  *
- * Readers (pooldiag.recent_events()) copy ready cells between tail and head
- * and re-check the cell's sequence afterwards, discarding a copy that a
- * producer or the consumer overwrote meanwhile.
+ * Readers (pooldiag.recent_events()) copy ready cells between tail and head,
+ * a chunk at a time through a cursor, and re-check the cell's sequence
+ * afterwards, discarding a copy that a producer or the consumer overwrote
+ * meanwhile.
  *
  *-------------------------------------------------------------------------
  */
@@ -308,22 +309,50 @@ pgd_ring_discard_oldest(uint64 keep)
 }
 
 /*
- * Reader: copy the events queued now, oldest first, without disturbing
- * anyone.  A cell that changes while it is copied is skipped.
+ * Readers: start a cursor over the events queued now, from the oldest to
+ * the newest appended so far.  Events appended later are not part of it.
  */
-int
-pgd_ring_snapshot(PgdEvent *events, int max_events)
+void
+pgd_ring_cursor_init(PgdRingCursor *cursor)
+{
+	PgdRing    *ring = pgd_ring;
+
+	cursor->next = pg_atomic_read_u64(&ring->tail);
+	cursor->end = pg_atomic_read_u64(&ring->head);
+}
+
+/*
+ * Reader: copy up to max_events more events of the cursor, oldest first,
+ * without disturbing anyone, so that a reader can go through a ring of any
+ * size in chunks of its choosing.  Sets *nevents to the number copied and
+ * returns false once the cursor has nothing left to look at.
+ *
+ * Events the consumer released since the last call (they are in the table
+ * now) and cells that producers have reused are skipped; so is a cell that
+ * changes while it is copied.
+ */
+bool
+pgd_ring_read(PgdRingCursor *cursor, PgdEvent *events, int max_events,
+			  int *nevents)
 {
 	PgdRing    *ring = pgd_ring;
 	uint64		tail = pg_atomic_read_u64(&ring->tail);
 	uint64		head = pg_atomic_read_u64(&ring->head);
 	int			n = 0;
 
-	if (head - tail > ring->capacity)
-		tail = head - ring->capacity;
-
-	for (uint64 pos = tail; pos < head && n < max_events; pos++)
+	if (cursor->next < tail)
+		cursor->next = tail;
+	if (head - cursor->next > ring->capacity)
+		cursor->next = head - ring->capacity;
+	if (cursor->next >= cursor->end)
 	{
+		*nevents = 0;
+		return false;
+	}
+
+	for (; cursor->next < cursor->end && n < max_events; cursor->next++)
+	{
+		uint64		pos = cursor->next;
 		PgdRingCell *cell = &ring->cells[pos % ring->capacity];
 
 		if (pg_atomic_read_u64(&cell->sequence) != pos + 1)
@@ -336,7 +365,8 @@ pgd_ring_snapshot(PgdEvent *events, int max_events)
 			continue;
 		n++;
 	}
-	return n;
+	*nevents = n;
+	return true;
 }
 
 void

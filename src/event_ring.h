@@ -76,6 +76,9 @@ typedef struct PgdEvent
 #define PGD_D_CHECKIN_START				0
 #define PGD_D_CHECKIN_HOLD_US			1
 #define PGD_D_REJECTED_SQLSTATE			0
+#define PGD_D_REJECTED_REPEATS			1	/* folded rows only, see fold.c */
+#define PGD_D_REJECTED_FIRST_TIME		2
+#define PGD_D_REJECTED_LAST_TIME		3
 #define PGD_D_TERMINATE_IDLE_US			0
 #define PGD_D_TERMINATE_DEADLINE		1
 #define PGD_D_TERMINATE_CHECKOUTS		2
@@ -97,8 +100,15 @@ extern int	pgd_ring_peek(PgdEvent *events, int max_events);
 extern void pgd_ring_release(int nevents);
 extern void pgd_ring_discard_oldest(uint64 keep);
 
-/* Readers: a non-destructive copy of what is queued now. */
-extern int	pgd_ring_snapshot(PgdEvent *events, int max_events);
+/* Readers: a non-destructive copy of what is queued now, chunk by chunk. */
+typedef struct PgdRingCursor
+{
+	uint64		next;			/* next position to look at */
+	uint64		end;			/* head when the cursor was started */
+} PgdRingCursor;
+extern void pgd_ring_cursor_init(PgdRingCursor *cursor);
+extern bool pgd_ring_read(PgdRingCursor *cursor, PgdEvent *events,
+						  int max_events, int *nevents);
 
 /* Counters for pooldiag.health. */
 typedef struct PgdRingCounters
@@ -110,6 +120,8 @@ typedef struct PgdRingCounters
 	uint32		capacity;
 } PgdRingCounters;
 extern void pgd_ring_counters(PgdRingCounters *counters);
+
+struct Latch;
 
 /*
  * The worker publishes its latch here (NULL when it is not running);

@@ -16,6 +16,5 @@
 
 extern void pgd_event_values(const PgdEvent *ev, int64 event_id,
 							 Datum *values, bool *nulls);
-extern int64 pgd_event_id_base(void);
 
 #endif							/* POOLDIAG_FLUSH_H */

@@ -27,15 +27,34 @@
  *								from pgStatSessionEndCause.
  *
  * Transaction blocks need care, because the transaction callbacks do not
- * say whether the block goes on: an error inside BEGIN ... leaves the
- * session idle in an aborted transaction (still checked out), and the
- * ROLLBACK that follows ends the block without firing any callback.  The
- * utility hook therefore remembers BEGIN, and the COMMIT/ROLLBACK that will
- * end the block; see pgd_block and pgd_xact_callback().
+ * say whether the block goes on.  The utility hook therefore notes BEGIN,
+ * and how the COMMIT, ROLLBACK or PREPARE that is about to end the block
+ * will end it (pgd_block), and the callbacks then decide:
  *
- * Procedures may COMMIT or ROLLBACK while a CALL or DO runs.  Those
- * transaction ends happen inside the statement and do not end the checkout;
- * pgd_procedure_depth tells them apart.
+ *	 COMMIT/PREPARE event  the checkout ends, unless a COMMIT AND CHAIN
+ *						   succeeded (the chained transaction goes on).
+ *	 ABORT event		   a ROLLBACK (or a COMMIT of a block whose
+ *						   subtransaction failed, which rolls back) ends the
+ *						   checkout unless AND CHAIN; a failed COMMIT ends
+ *						   it even with AND CHAIN (xact.c does not chain a
+ *						   failed commit); an error inside a live block
+ *						   leaves the session idle in an aborted
+ *						   transaction, still checked out; any other abort
+ *						   (autocommit, implicit block) ends it.
+ *	 no event at all	   ROLLBACK of a block whose top level already
+ *						   aborted: the block ends when the statement
+ *						   returns, unless AND CHAIN.
+ *
+ * Utility statements may commit and start transactions while they run:
+ * CALL and DO (procedures that COMMIT), CREATE INDEX CONCURRENTLY, REINDEX
+ * CONCURRENTLY, VACUUM and ANALYZE of several relations.  Those transaction
+ * ends happen inside the statement and do not end the checkout;
+ * pgd_utility_depth tells them apart.  The statement's last transaction is
+ * always ended by the caller, after the utility returned.
+ *
+ * Between reading a message and reaching the executor or utility hook
+ * (parse analysis, planning, lock waits there) no hook of ours runs; the
+ * readers take that part of a checkout from core's state (registry.c).
  *
  * All state here is backend-local; the shared slot is written only through
  * registry.c's owner functions.
@@ -51,6 +70,7 @@
 #include "executor/executor.h"
 #include "libpq/auth.h"
 #include "libpq/libpq-be.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
@@ -65,6 +85,7 @@
 #include "policy.h"
 #include "pooldiag.h"
 #include "registry.h"
+#include "sanitize.h"
 
 static ClientAuthentication_hook_type prev_ClientAuthentication_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -77,6 +98,15 @@ static bool pgd_session_pending = false;
 /* A rejection has been recorded for this process already. */
 static bool pgd_rejection_recorded = false;
 
+/* How the statement that ends a transaction block will end it. */
+typedef enum PgdBlockEnd
+{
+	PGD_END_NONE = 0,			/* no COMMIT/ROLLBACK/PREPARE is running */
+	PGD_END_COMMIT,				/* a commit of a live block */
+	PGD_END_ROLLBACK,			/* a rollback through an ABORT event */
+	PGD_END_PREPARE
+} PgdBlockEnd;
+
 /*
  * Where the current transaction block stands, as far as the transaction
  * callbacks cannot tell by themselves.
@@ -84,14 +114,21 @@ static bool pgd_rejection_recorded = false;
 typedef struct PgdBlockState
 {
 	bool		explicit_block; /* inside BEGIN ... */
-	bool		ending;			/* a COMMIT/ROLLBACK/PREPARE is running */
-	bool		chained;		/* ... AND CHAIN: the block goes on */
+	PgdBlockEnd ending;
+	bool		chain;			/* ... AND CHAIN */
 } PgdBlockState;
 
 static PgdBlockState pgd_block;
 
-/* Nesting of CALL and DO statements that may end transactions inside. */
-static int	pgd_procedure_depth = 0;
+/* Nesting of utility statements, which may end transactions inside. */
+static int	pgd_utility_depth = 0;
+
+/*
+ * The statement running outside a checkout is a session set-up statement
+ * (see pgd_is_session_setup()); its transaction's end counts nothing, even
+ * when it fails.  Cleared when that transaction ends.
+ */
+static bool pgd_setup_statement = false;
 
 static void pgd_client_authentication(Port *port, int status);
 static void pgd_emit_log(ErrorData *edata);
@@ -121,10 +158,24 @@ pgd_install_hooks(void)
 /*
  * Fill an event with the identity of the current backend.  Works in a
  * process that is still being set up: everything may be missing.
+ *
+ * The names and application_name may have been chosen by the client, and
+ * for a rejected attempt nobody has authenticated them, so they go through
+ * pgd_sanitize_string() (see sanitize.c), which also fits them into the
+ * fixed-size fields without splitting a character.  The encoding they are
+ * checked against is the database's once the session is established.  A
+ * refused process has none yet (it may fail before its database is even
+ * known), so its strings are checked as UTF-8: by far the most common
+ * encoding of clients and databases, and a strict one, so whatever it keeps
+ * is also plausible text for the writer to check again against the events
+ * database (flush.c).
  */
 void
 pgd_event_from_own_session(PgdEvent *event, PgdEventType type, PgdReason reason)
 {
+	int			encoding = type == PGD_EV_REJECTED ? PG_UTF8 : GetDatabaseEncoding();
+	const char *appname = application_name;
+
 	memset(event, 0, sizeof(PgdEvent));
 	event->type = type;
 	event->reason = reason;
@@ -136,13 +187,24 @@ pgd_event_from_own_session(PgdEvent *event, PgdEventType type, PgdReason reason)
 		const struct sockaddr *addr = (const struct sockaddr *) &MyProcPort->raddr.addr;
 
 		if (MyProcPort->database_name)
-			namestrcpy(&event->datname, MyProcPort->database_name);
+			pgd_sanitize_string(NameStr(event->datname), NAMEDATALEN,
+								MyProcPort->database_name, encoding);
 		if (MyProcPort->user_name)
-			namestrcpy(&event->usename, MyProcPort->user_name);
+			pgd_sanitize_string(NameStr(event->usename), NAMEDATALEN,
+								MyProcPort->user_name, encoding);
 		pgd_event_set_client_addr(event, addr);
+
+		/*
+		 * A refused process has not applied its startup options yet, so
+		 * the application_name setting is still empty; the startup packet's
+		 * value is kept in the Port for the log line prefix.
+		 */
+		if (type == PGD_EV_REJECTED && MyProcPort->application_name)
+			appname = MyProcPort->application_name;
 	}
-	if (application_name != NULL)
-		strlcpy(event->application_name, application_name, NAMEDATALEN);
+	if (appname != NULL)
+		pgd_sanitize_string(event->application_name, NAMEDATALEN,
+							appname, encoding);
 }
 
 void
@@ -218,9 +280,92 @@ pgd_rejection_reason(const ErrorData *edata)
  * process, so the filter comes first and is cheap.  Never raises an error:
  * we are inside error reporting already.
  */
+/* A setting in milliseconds the way a user would write it. */
+static char *
+pgd_format_setting_ms(int32 ms)
+{
+	if (ms % 60000 == 0)
+		return psprintf("%dmin", ms / 60000);
+	if (ms % 1000 == 0)
+		return psprintf("%ds", ms / 1000);
+	return psprintf("%dms", ms);
+}
+
+/*
+ * Why pooldiag closed a session, in words: the primary message, a detail
+ * with the numbers, a hint, and the SQLSTATE PostgreSQL's own timeouts use
+ * (57P05 idle_session_timeout, 25P03 for an idle transaction), so that pools
+ * and drivers that know those treat it the same way.  Used for the FATAL the
+ * closed backend sends and for the enforcer's log line.  Allocates in the
+ * current memory context; returns false for an unknown reason.
+ */
+bool
+pgd_close_explanation(const PgdCloseRequest *request, PgdCloseText *text)
+{
+	double		idle_s = request->idle_us / 1e6;
+
+	text->hint = "Configure the connection pool to retire idle connections before pooldiag closes them, or to validate them before use.";
+	switch ((PgdReason) request->reason)
+	{
+		case PGD_R_IDLE_TIMEOUT:
+			text->sqlerrcode = ERRCODE_IDLE_SESSION_TIMEOUT;
+			text->message = "terminating connection due to pooldiag idle timeout";
+			text->detail = psprintf("The session was idle for %.1f s; \"pooldiag.idle_timeout\" is %s.",
+									idle_s, pgd_format_setting_ms(request->limit_ms));
+			return true;
+		case PGD_R_MAX_LIFETIME:
+			text->sqlerrcode = ERRCODE_IDLE_SESSION_TIMEOUT;
+			text->message = "terminating connection due to pooldiag maximum lifetime";
+			text->detail = psprintf("The session was %.1f s old and idle for %.1f s; \"pooldiag.max_lifetime\" is %s, less %.1f%% jitter for this session.",
+									request->age_us / 1e6, idle_s,
+									pgd_format_setting_ms(request->limit_ms),
+									request->lifetime_cut * 100.0);
+			return true;
+		case PGD_R_IDLE_IN_TRANSACTION_TIMEOUT:
+			text->sqlerrcode = ERRCODE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT;
+			text->message = "terminating connection due to pooldiag idle-in-transaction timeout";
+			text->detail = psprintf("The session was idle in a transaction for %.1f s; \"pooldiag.idle_in_transaction_timeout\" is %s.",
+									idle_s, pgd_format_setting_ms(request->limit_ms));
+			text->hint = "Make the application end its transactions before it returns connections to the pool.";
+			return true;
+		case PGD_R_DRAIN:
+			text->sqlerrcode = ERRCODE_IDLE_SESSION_TIMEOUT;
+			text->message = "terminating connection due to pooldiag drain";
+			text->detail = psprintf("pooldiag.drain() asked for this session to be closed once idle; it was idle for %.1f s.",
+									idle_s);
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * The FATAL that die() raises when the enforcer closed this session says
+ * "administrator command".  Tell the client and the server log what really
+ * happened.  Runs inside error reporting, in ErrorContext: it must not
+ * raise an error.
+ */
+static void
+pgd_explain_close(ErrorData *edata)
+{
+	PgdCloseRequest request;
+	PgdCloseText text;
+
+	if (edata->elevel != FATAL || edata->sqlerrcode != ERRCODE_ADMIN_SHUTDOWN ||
+		!pgd_registry_my_close_request(&request) ||
+		!pgd_close_explanation(&request, &text))
+		return;
+	edata->sqlerrcode = text.sqlerrcode;
+	edata->message = pstrdup(text.message);
+	edata->detail = text.detail;
+	edata->hint = pstrdup(text.hint);
+}
+
 static void
 pgd_emit_log(ErrorData *edata)
 {
+	pgd_explain_close(edata);
+
 	if (edata->elevel == FATAL &&
 		!pgd_rejection_recorded &&
 		pgd_my_slot == NULL &&
@@ -335,6 +480,70 @@ pgd_call_process_utility(PlannedStmt *pstmt, const char *queryString,
 								params, queryEnv, dest, qc);
 }
 
+/*
+ * A COMMIT, ROLLBACK or PREPARE TRANSACTION returned: note how the block
+ * will end.  'top_aborted' and 'sub_aborted' describe the block before the
+ * statement ran.
+ */
+static void
+pgd_note_block_end(const TransactionStmt *stmt, bool top_aborted,
+				   bool sub_aborted)
+{
+	pgd_block.chain = stmt->chain;
+
+	if (top_aborted)
+	{
+		/*
+		 * The top level aborted already: xact.c only cleans up, and no
+		 * callback fires.  The block is over now, unless it chains.
+		 */
+		if (!stmt->chain)
+			pgd_checkin(GetCurrentTimestamp());
+		return;
+	}
+
+	if (sub_aborted)
+	{
+		/* COMMIT, ROLLBACK and PREPARE all roll back: an ABORT event. */
+		pgd_block.ending = PGD_END_ROLLBACK;
+		return;
+	}
+
+	switch (stmt->kind)
+	{
+		case TRANS_STMT_COMMIT:
+			pgd_block.ending = PGD_END_COMMIT;
+			break;
+		case TRANS_STMT_ROLLBACK:
+			pgd_block.ending = PGD_END_ROLLBACK;
+			break;
+		case TRANS_STMT_PREPARE:
+			pgd_block.ending = PGD_END_PREPARE;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Is this a session set-up statement outside any checkout?  SET, RESET and
+ * DISCARD sent on their own, outside a transaction block, configure the
+ * connection rather than use it: PgBouncer sends SET application_name (and
+ * its other tracked parameters) before it forwards a client's transaction
+ * to a server connection, and DISCARD ALL when it takes one back; drivers
+ * send SETs when they hand a connection out.  Counting those as checkouts
+ * would make one client transaction look like two.  Inside a transaction
+ * block, or while checked out, they are part of the checkout as usual.
+ */
+static bool
+pgd_is_session_setup(Node *parsetree, ProcessUtilityContext context)
+{
+	return context == PROCESS_UTILITY_TOPLEVEL &&
+		pgd_my_slot->checkout_start == 0 &&
+		(IsA(parsetree, VariableSetStmt) || IsA(parsetree, DiscardStmt)) &&
+		!IsTransactionBlock();
+}
+
 static void
 pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 					bool readOnlyTree, ProcessUtilityContext context,
@@ -342,6 +551,8 @@ pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 					DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
+	bool		top_aborted = false;
+	bool		sub_aborted = false;
 
 	if (pgd_my_slot == NULL)
 	{
@@ -350,15 +561,35 @@ pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 		return;
 	}
 
-	pgd_note_statement_start();
+	if (pgd_is_session_setup(parsetree, context))
+		pgd_setup_statement = true;
+	else
+		pgd_note_statement_start();
 
 	if (IsA(parsetree, TransactionStmt))
 	{
-		TransactionStmt *stmt = (TransactionStmt *) parsetree;
-		bool		was_aborted = IsAbortedTransactionBlockState();
+		bool		aborted = IsAbortedTransactionBlockState();
 
+		/* A failed subtransaction leaves the top level alive. */
+		sub_aborted = aborted && GetCurrentTransactionNestLevel() > 1;
+		top_aborted = aborted && !sub_aborted;
+	}
+
+	pgd_utility_depth++;
+	PG_TRY();
+	{
 		pgd_call_process_utility(pstmt, queryString, readOnlyTree, context,
 								 params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		pgd_utility_depth--;
+	}
+	PG_END_TRY();
+
+	if (IsA(parsetree, TransactionStmt) && pgd_utility_depth == 0)
+	{
+		TransactionStmt *stmt = (TransactionStmt *) parsetree;
 
 		switch (stmt->kind)
 		{
@@ -369,44 +600,38 @@ pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 			case TRANS_STMT_COMMIT:
 			case TRANS_STMT_ROLLBACK:
 			case TRANS_STMT_PREPARE:
-				if (stmt->chain)
-				{
-					/* An aborted block chains without any callback. */
-					if (!was_aborted)
-						pgd_block.chained = true;
-				}
-				else if (was_aborted)
-				{
-					/*
-					 * Ending an aborted block fires no transaction callback:
-					 * the block is over once this statement returns.
-					 */
-					pgd_checkin(GetCurrentTimestamp());
-				}
-				else
-					pgd_block.ending = true;
+				pgd_note_block_end(stmt, top_aborted, sub_aborted);
 				break;
 			default:
 				break;
 		}
 	}
-	else if (IsA(parsetree, CallStmt) || IsA(parsetree, DoStmt))
+}
+
+/*
+ * Does an ABORT event end the checkout?  See the header comment.
+ */
+static bool
+pgd_abort_ends_checkout(void)
+{
+	switch (pgd_block.ending)
 	{
-		pgd_procedure_depth++;
-		PG_TRY();
-		{
-			pgd_call_process_utility(pstmt, queryString, readOnlyTree, context,
-									 params, queryEnv, dest, qc);
-		}
-		PG_FINALLY();
-		{
-			pgd_procedure_depth--;
-		}
-		PG_END_TRY();
+		case PGD_END_ROLLBACK:
+			return !pgd_block.chain;
+		case PGD_END_COMMIT:
+		case PGD_END_PREPARE:
+			/* The end failed; xact.c never chains a failed commit. */
+			return true;
+		case PGD_END_NONE:
+			break;
 	}
-	else
-		pgd_call_process_utility(pstmt, queryString, readOnlyTree, context,
-								 params, queryEnv, dest, qc);
+
+	/*
+	 * An error.  Inside a live explicit block it leaves the session idle in
+	 * an aborted transaction, still checked out.  (TransactionBlockStatusCode
+	 * is still 'T' here: the block turns aborted after the callbacks ran.)
+	 */
+	return !(pgd_block.explicit_block && TransactionBlockStatusCode() == 'T');
 }
 
 static void
@@ -417,8 +642,7 @@ pgd_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 			/*
 			 * InitPostgres() is about to commit: every connection check has
-			 * passed.  Attach now rather than at COMMIT, while catalog look-
-			 * ups (superuser_arg()) are still allowed.
+			 * passed, and per-role and per-database settings are in effect.
 			 */
 			if (unlikely(pgd_session_pending))
 				pgd_establish_session();
@@ -426,34 +650,29 @@ pgd_xact_callback(XactEvent event, void *arg)
 
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
-			if (pgd_my_slot == NULL || pgd_procedure_depth > 0)
+			if (pgd_my_slot == NULL || pgd_utility_depth > 0)
 				return;
-			if (pgd_block.chained)
+			if (pgd_block.ending == PGD_END_COMMIT && pgd_block.chain)
 			{
-				pgd_block.chained = false;
+				/* COMMIT AND CHAIN succeeded: the new transaction goes on. */
+				pgd_block.ending = PGD_END_NONE;
+				pgd_block.chain = false;
 				return;
 			}
+			pgd_setup_statement = false;
 			pgd_checkin(GetCurrentTransactionStopTimestamp());
 			break;
 
 		case XACT_EVENT_ABORT:
-			if (pgd_my_slot == NULL || pgd_procedure_depth > 0)
+			if (pgd_my_slot == NULL || pgd_utility_depth > 0)
 				return;
-			if (pgd_block.chained)
+			if (!pgd_abort_ends_checkout())
 			{
-				pgd_block.chained = false;
+				/* Chained or aborted block: still checked out. */
+				pgd_block.ending = PGD_END_NONE;
+				pgd_block.chain = false;
 				return;
 			}
-
-			/*
-			 * An error inside an explicit block leaves the session idle in
-			 * an aborted transaction: still checked out.  Everything else
-			 * that aborts (an autocommit statement, an implicit block, a
-			 * ROLLBACK, a failing COMMIT) ends the transaction.
-			 */
-			if (pgd_block.explicit_block && !pgd_block.ending &&
-				TransactionBlockStatusCode() == 'T')
-				return;
 
 			/*
 			 * A statement that failed in parse analysis or planning never
@@ -462,8 +681,9 @@ pgd_xact_callback(XactEvent event, void *arg)
 			 * idle backends run empty transactions of their own, e.g. to
 			 * catch up on invalidation messages.)
 			 */
-			if (pgd_my_slot->checkout_start == 0)
+			if (pgd_my_slot->checkout_start == 0 && !pgd_setup_statement)
 				pgd_registry_begin_checkout(GetCurrentStatementStartTimestamp());
+			pgd_setup_statement = false;
 			pgd_checkin(GetCurrentTransactionStopTimestamp());
 			break;
 

@@ -312,21 +312,26 @@ pgd_exemption_name(PgdExemption exemption)
 			return "exempt_roles";
 		case PGD_EXEMPT_APPLICATION:
 			return "exempt_applications";
+		case PGD_EXEMPT_UNTRACKED:
+			return "track_activities_off";
 	}
 	return NULL;
 }
 
 /*
- * Idle outside a transaction, as far as both we and core can tell.  Without
- * core's status (the worker's quick scan), our checkout accounting decides;
- * the worker reads the status before it acts.
+ * Idle outside a transaction.  Core's state decides when we have it (the
+ * snapshot is reconciled with it; see registry.c); without it (the
+ * enforcer's quick scan) our checkout accounting decides, and the enforcer
+ * reads core's state before it acts.  STATE_DISABLED (track_activities =
+ * off) is not idle: core then cannot tell a statement waiting for a lock
+ * in parse analysis from an idle session, and neither can we, so such a
+ * session is never closed (see PGD_EXEMPT_UNTRACKED).
  */
 static bool
 pgd_idle_outside_transaction(const PgdSessionSnapshot *snap)
 {
 	return snap->slot.checkout_start == 0 &&
-		(!snap->has_status ||
-		 snap->state == STATE_IDLE || snap->state == STATE_DISABLED);
+		(!snap->has_status || snap->state == STATE_IDLE);
 }
 
 /* Only core knows whether a checked-out session is idle in a transaction. */
@@ -371,10 +376,12 @@ pgd_consider(PgdVerdict *verdict, TimestampTz deadline, PgdReason reason)
 
 /*
  * Work out a session's effective policy, its pending deadline and whether
- * it is due now.  'rolname' may be NULL when the caller does not need the
- * exemption by role (it is then not reported); without core's status the
- * exemption by application_name and the idle-in-transaction deadline are
- * not reported either.  Allocates nothing.
+ * it is due now.  'rolname' is NULL when the caller cannot use the catalogs
+ * (the enforcer's quick scan); the exemptions by role and by superuser are
+ * then not decided, and the enforcer decides them, with the role as it is
+ * now (as pg_terminate_backend() checks it), before it closes anything.
+ * Without core's status the exemption by application_name and the
+ * idle-in-transaction deadline are not reported either.
  */
 void
 pgd_policy_evaluate(const PgdSessionSnapshot *snap, const char *rolname,
@@ -423,7 +430,10 @@ pgd_policy_evaluate(const PgdSessionSnapshot *snap, const char *rolname,
 		verdict->leak_at = slot->checkout_start +
 			(int64) verdict->effective_ms[PGD_LEAK_THRESHOLD] * 1000;
 
-	if (pgd_exempt_superusers && slot->is_superuser)
+	if (snap->has_status && snap->state == STATE_DISABLED)
+		verdict->exemption = PGD_EXEMPT_UNTRACKED;
+	else if (rolname != NULL && pgd_exempt_superusers &&
+			 superuser_arg(slot->roleid))
 		verdict->exemption = PGD_EXEMPT_SUPERUSER;
 	else if (pgd_list_matches(pgd_exempt_role_list, rolname, false))
 		verdict->exemption = PGD_EXEMPT_ROLE;
@@ -431,4 +441,21 @@ pgd_policy_evaluate(const PgdSessionSnapshot *snap, const char *rolname,
 			 pgd_list_matches(pgd_exempt_application_list,
 							  snap->application_name, true))
 		verdict->exemption = PGD_EXEMPT_APPLICATION;
+}
+
+/* The setting whose limit a close for 'reason' exceeded; 0 for drain. */
+int32
+pgd_reason_limit_ms(const PgdVerdict *verdict, PgdReason reason)
+{
+	switch (reason)
+	{
+		case PGD_R_IDLE_TIMEOUT:
+			return verdict->effective_ms[PGD_IDLE_TIMEOUT];
+		case PGD_R_MAX_LIFETIME:
+			return verdict->effective_ms[PGD_MAX_LIFETIME];
+		case PGD_R_IDLE_IN_TRANSACTION_TIMEOUT:
+			return verdict->effective_ms[PGD_IDLE_IN_TRANSACTION_TIMEOUT];
+		default:
+			return 0;
+	}
 }

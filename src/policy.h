@@ -33,7 +33,8 @@ typedef enum PgdExemption
 	PGD_NOT_EXEMPT = 0,
 	PGD_EXEMPT_SUPERUSER,
 	PGD_EXEMPT_ROLE,
-	PGD_EXEMPT_APPLICATION
+	PGD_EXEMPT_APPLICATION,
+	PGD_EXEMPT_UNTRACKED		/* track_activities = off: busy or idle unknown */
 } PgdExemption;
 
 extern const char *pgd_exemption_name(PgdExemption exemption);
@@ -57,6 +58,7 @@ extern void pgd_policy_evaluate(const PgdSessionSnapshot *snap,
 								const char *rolname, TimestampTz now,
 								PgdVerdict *verdict);
 extern int	pgd_effective_ms(const PgdSlot *slot, PgdPolicySetting setting);
+extern int32 pgd_reason_limit_ms(const PgdVerdict *verdict, PgdReason reason);
 extern bool pgd_state_fits_reason(const PgdSessionSnapshot *snap,
 								  PgdReason reason);
 

@@ -12,6 +12,28 @@
  * shmem_startup_hook under AddinShmemInitLock, one named struct per module;
  * each module's header comment states its own locking rules.
  *
+ * Two background workers are registered here: the enforcer (worker.c) and
+ * the event writer (writer.c).
+ *
+ * Events lost to a crash.  When a process dies abnormally (SIGKILL from the
+ * OOM killer, a crash), the postmaster kills every other process and
+ * re-creates shared memory: PostgreSQL's rule for any process attached to
+ * it, pooldiag's workers included.  What was still queued in the event ring
+ * is then lost.  The postmaster counts it: pgd_shmem_startup() registers,
+ * in the postmaster only, an on_shmem_exit callback (pgd_count_lost_events)
+ * that reads the ring's head and tail and adds what was queued to a
+ * postmaster-local total; the next pgd_shmem_startup() publishes that total
+ * in the new shared memory, as pooldiag.health.events_lost_in_crash.  This
+ * relies on the order in PostgreSQL's postmaster.c (checked in 15):
+ * PostmasterStateMachine() calls shmem_exit(1) and then reset_shared() once
+ * all children of a crashed server are gone; shmem_exit() runs on_shmem_exit
+ * callbacks last-registered first, and the callbacks that detach and delete
+ * the segment were registered by PGSharedMemoryCreate() before
+ * CreateSharedMemoryAndSemaphores() called shmem_startup_hook, so ours runs
+ * while the old segment is still mapped.  shmem_exit() empties the callback
+ * list, so each startup registers again.  The same callback runs when the
+ * postmaster exits (proc_exit()), and then logs what a stopping server lost.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -26,9 +48,11 @@
 #include "utils/guc.h"
 
 #include "event_ring.h"
+#include "fold.h"
 #include "policy.h"
 #include "pooldiag.h"
 #include "registry.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -43,6 +67,7 @@ int			pgd_flush_interval_ms = 1000;
 int			pgd_log_checkouts = PGD_LOG_CHECKOUTS_SLOW;
 int			pgd_log_min_hold_ms = 1000;
 int			pgd_events_retention_s = 7 * 24 * 3600;
+int			pgd_rejection_fold_window_ms = 60 * 1000;
 int			pgd_naptime_ms = 1000;
 int			pgd_idle_timeout_ms = 0;
 int			pgd_max_lifetime_ms = 0;
@@ -63,11 +88,18 @@ static const struct config_enum_entry log_checkouts_options[] = {
 	{NULL, 0, false}
 };
 
+/*
+ * Postmaster only: events lost in crash restarts since the postmaster
+ * started (it outlives shared memory).
+ */
+static uint64 pgd_events_lost_in_crash = 0;
+
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static void pgd_shmem_request(void);
 static void pgd_shmem_startup(void);
+static void pgd_count_lost_events(int code, Datum arg);
 static void pgd_define_settings(void);
 
 void
@@ -89,6 +121,7 @@ _PG_init(void)
 
 	pgd_install_hooks();
 	pgd_register_worker();
+	pgd_register_writer();
 
 	pgd_loaded = true;
 }
@@ -119,6 +152,7 @@ pgd_shmem_request(void)
 	size = add_size(size, pgd_ring_shmem_size());
 	size = add_size(size, pgd_worker_shmem_size());
 	size = add_size(size, pgd_policy_shmem_size());
+	size = add_size(size, pgd_fold_shmem_size());
 	RequestAddinShmemSpace(size);
 }
 
@@ -133,7 +167,53 @@ pgd_shmem_startup(void)
 	pgd_ring_shmem_init();
 	pgd_worker_shmem_init();
 	pgd_policy_shmem_init();
+	pgd_fold_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
+
+	/*
+	 * In the postmaster (and a single-user backend), which creates shared
+	 * memory: see the header comment.  Processes under the postmaster that
+	 * run this hook (EXEC_BACKEND) only attach.
+	 */
+	if (!IsUnderPostmaster)
+	{
+		pgd_worker_shared->events_lost_in_crash = pgd_events_lost_in_crash;
+		on_shmem_exit(pgd_count_lost_events, (Datum) 0);
+	}
+}
+
+/*
+ * on_shmem_exit callback of the postmaster: count the events still queued
+ * in the ring, which are lost with the shared memory.  After a crash the
+ * postmaster calls shmem_exit() directly before re-creating shared memory;
+ * at its own exit it goes through proc_exit().  Only atomics are read, and
+ * the result is clamped to the ring's size, so a ring that the crashed
+ * process scribbled over cannot make the postmaster misbehave.
+ */
+static void
+pgd_count_lost_events(int code, Datum arg)
+{
+	PgdRingCounters ring;
+	uint64		lost;
+
+	pgd_ring_counters(&ring);
+	lost = Min(ring.queued, (uint64) pgd_event_buffer_size);
+	if (lost == 0)
+		return;
+
+	if (proc_exit_inprogress)
+		ereport(LOG,
+				(errmsg("pooldiag lost %llu events that were still queued when the server stopped",
+						(unsigned long long) lost)));
+	else
+	{
+		pgd_events_lost_in_crash += lost;
+		ereport(LOG,
+				(errmsg("pooldiag lost %llu events that were still queued when the server reinitialized shared memory after a crash",
+						(unsigned long long) lost),
+				 errdetail("pooldiag.health shows %llu events lost this way since the server started.",
+						   (unsigned long long) pgd_events_lost_in_crash)));
+	}
 }
 
 static void
@@ -148,14 +228,14 @@ pgd_define_settings(void)
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("pooldiag.database",
-							   "Database the pooldiag worker connects to and writes pooldiag.events in.",
+							   "Database the pooldiag writer connects to and writes pooldiag.events in.",
 							   NULL,
 							   &pgd_database,
 							   "postgres",
 							   PGC_POSTMASTER, 0,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("pooldiag.flush_interval",
-							"Longest time queued events wait before the worker writes them.",
+							"Longest time queued events wait before the writer writes them.",
 							NULL,
 							&pgd_flush_interval_ms,
 							1000, 10, 3600 * 1000,
@@ -177,16 +257,23 @@ pgd_define_settings(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pooldiag.events_retention",
-							"Age after which the worker deletes rows of pooldiag.events; 0 keeps them.",
+							"Age after which the writer deletes rows of pooldiag.events; 0 keeps them.",
 							NULL,
 							&pgd_events_retention_s,
 							7 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("pooldiag.rejection_fold_window",
+							"Time within which repeats of a rejected connection attempt are counted in one row instead of written one by one; 0 writes each.",
+							NULL,
+							&pgd_rejection_fold_window_ms,
+							60 * 1000, 0, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	/* Enforcement. */
 	DefineCustomIntVariable("pooldiag.naptime",
-							"Longest time the worker sleeps between two scans of the sessions.",
+							"Longest time the enforcer sleeps between two scans of the sessions.",
 							NULL,
 							&pgd_naptime_ms,
 							1000, 10, 3600 * 1000,
@@ -235,7 +322,7 @@ pgd_define_settings(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							pgd_check_policy_setting, pgd_assign_leak_threshold, NULL);
 	DefineCustomIntVariable("pooldiag.max_terminations_per_second",
-							"Most sessions the worker closes per second; 0 means no limit.",
+							"Most sessions the enforcer closes per second; 0 means no limit.",
 							NULL,
 							&pgd_max_terminations_per_second,
 							10, 0, 100000,

@@ -8,8 +8,11 @@
  *	 registry.c    the per-backend session registry
  *	 hooks.c       executor/utility/transaction/auth/exit/log hooks
  *	 event_ring.c  the shared-memory event queue
- *	 worker.c      the background worker's main loop and enforcement scan
+ *	 worker.c      the enforcer background worker: enforcement scan and loop
+ *	 writer.c      the writer background worker: event writing loop, shutdown
  *	 flush.c       writing queued events to pooldiag.events, retention
+ *	 fold.c        folding repeated rejections into one row per window
+ *	 sanitize.c    making client-chosen strings valid text
  *	 policy.c      effective per-session policy, deadlines, exemptions
  *	 views.c       SQL-callable functions behind the views
  *
@@ -35,6 +38,7 @@ extern int	pgd_flush_interval_ms;
 extern int	pgd_log_checkouts;
 extern int	pgd_log_min_hold_ms;
 extern int	pgd_events_retention_s;
+extern int	pgd_rejection_fold_window_ms;
 extern int	pgd_naptime_ms;
 extern int	pgd_idle_timeout_ms;
 extern int	pgd_max_lifetime_ms;
@@ -59,6 +63,9 @@ extern void pgd_install_hooks(void);
 extern void pgd_register_worker(void);
 extern Size pgd_worker_shmem_size(void);
 extern void pgd_worker_shmem_init(void);
+
+/* writer.c */
+extern void pgd_register_writer(void);
 
 /* policy.c */
 extern Size pgd_policy_shmem_size(void);

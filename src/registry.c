@@ -8,29 +8,37 @@
  * Concurrency rules
  * -----------------
  * Only the backend that owns a slot writes its ordinary fields, so writers
- * never contend and take no lock.  Readers (views, the worker) take no lock
- * either; they use the change-count protocol of PgBackendStatus:
+ * never contend and take no lock.  Readers (views, the enforcer) take no
+ * lock either; they use the change-count protocol of PgBackendStatus:
  *
- *	 writer:  changecount++ (now odd), write barrier, write fields,
+ *	 writer:  compute every value first; then, inside a critical section,
+ *			  changecount++ (now odd), write barrier, store the fields,
  *			  write barrier, changecount++ (even again)
  *	 reader:  read changecount, read barrier, copy the slot, read barrier,
  *			  read changecount again; retry unless both reads are equal and
  *			  even.
  *
- * Nothing between the two increments can fail or be interrupted, so a slot is
- * never left odd (a backend that dies uncleanly makes the postmaster
- * reinitialise shared memory anyway).  This keeps the per-statement path,
- * pgd_registry_begin_checkout(), at a handful of stores and two barriers.
+ * A slot left odd would make every reader spin forever, so nothing between
+ * the two increments may fail or be interrupted: anything that can (catalog
+ * look-ups, allocation) happens before the section opens, and the section
+ * is a critical section, as core's PGSTAT_BEGIN_WRITE_ACTIVITY is, so that
+ * a pending die() or cancel waits until it is closed.  This keeps the
+ * per-statement path, pgd_registry_begin_checkout(), at a handful of stores
+ * and two barriers.
  *
- * The one field other processes write is drain_pid, an atomic holding the
- * pid a drain request was meant for.  It sits outside the protocol because
- * its writers are not the owner; comparing it with the slot's pid makes a
- * stale request harmless.
+ * Each session that attaches gets a serial number, unique in this server
+ * run (a shared 64-bit counter, taken once per connection).  Requests from
+ * other processes (pooldiag.drain(), the enforcer's close reason) live in
+ * atomics at the end of the slot, outside the protocol, and name the serial
+ * of the session they are meant for.  A later session in the same slot has
+ * another serial, even when the kernel gave it the same pid, so a stale
+ * request is harmless; attach and detach clear them anyway.
  *
  * The session's live state (active, idle in transaction, ...) and its
  * application_name are not duplicated here: core already keeps them in the
  * backend's PgBackendStatus entry, and readers copy them from there with
- * core's own protocol, so pooldiag's "state" is exactly pg_stat_activity's.
+ * core's own protocol.  Core's state is also the authority on busy versus
+ * idle; see pgd_registry_read_status().
  *
  *-------------------------------------------------------------------------
  */
@@ -59,11 +67,15 @@ typedef union PgdPaddedSlot
 /* The slot array in shared memory; MaxBackends entries. */
 static PgdPaddedSlot *pgd_slots = NULL;
 
+/* The last session serial handed out; see the header comment. */
+static pg_atomic_uint64 *pgd_last_serial = NULL;
+
 /* The current backend's slot, NULL unless it is a tracked session. */
 PgdSlot    *pgd_my_slot = NULL;
 
 #define PGD_BEGIN_WRITE(slot) \
 	do { \
+		START_CRIT_SECTION(); \
 		(slot)->changecount++; \
 		pg_write_barrier(); \
 	} while (0)
@@ -73,6 +85,7 @@ PgdSlot    *pgd_my_slot = NULL;
 		pg_write_barrier(); \
 		(slot)->changecount++; \
 		Assert(((slot)->changecount & 1) == 0); \
+		END_CRIT_SECTION(); \
 	} while (0)
 
 int
@@ -84,7 +97,8 @@ pgd_registry_size(void)
 Size
 pgd_registry_shmem_size(void)
 {
-	return mul_size(sizeof(PgdPaddedSlot), pgd_registry_size());
+	return add_size(MAXALIGN(sizeof(pg_atomic_uint64)),
+					mul_size(sizeof(PgdPaddedSlot), pgd_registry_size()));
 }
 
 void
@@ -93,12 +107,19 @@ pgd_registry_shmem_init(void)
 	bool		found;
 
 	pgd_slots = ShmemInitStruct("pooldiag registry",
-								pgd_registry_shmem_size(), &found);
+								mul_size(sizeof(PgdPaddedSlot), pgd_registry_size()),
+								&found);
+	pgd_last_serial = ShmemInitStruct("pooldiag registry serial",
+									  sizeof(pg_atomic_uint64), &found);
 	if (!found)
 	{
-		memset(pgd_slots, 0, pgd_registry_shmem_size());
+		memset(pgd_slots, 0, mul_size(sizeof(PgdPaddedSlot), pgd_registry_size()));
 		for (int i = 0; i < pgd_registry_size(); i++)
-			pg_atomic_init_u32(&pgd_slots[i].slot.drain_pid, 0);
+		{
+			pg_atomic_init_u64(&pgd_slots[i].slot.drain_serial, 0);
+			pg_atomic_init_u64(&pgd_slots[i].slot.close_request.serial, 0);
+		}
+		pg_atomic_init_u64(pgd_last_serial, 0);
 	}
 }
 
@@ -118,19 +139,34 @@ pgd_registry_attach(TimestampTz ready_at)
 {
 	int			index = PGD_MY_SLOT_INDEX();
 	volatile PgdSlot *slot;
+	Oid			roleid = GetSessionUserId();
+	double		lifetime_cut;
+	uint64		serial;
 
 	if (pgd_slots == NULL || !PGD_SLOT_INDEX_VALID(index))
 		return;
 
+	/*
+	 * Everything is computed before the write section.  (Whether the role
+	 * is a superuser is not kept at all: permission checks and exemptions
+	 * ask the catalogs at the time they decide, as core does.)
+	 */
+	/* Drawn once, so the session's lifetime stays put across reloads. */
+	lifetime_cut = pg_prng_double(&pg_global_prng_state) * pgd_lifetime_jitter;
+	serial = pg_atomic_add_fetch_u64(pgd_last_serial, 1);
+
 	slot = &pgd_slots[index].slot;
+	/* Requests for the slot's previous session die with it. */
+	pg_atomic_write_u64(&pgd_slots[index].slot.drain_serial, 0);
+	pg_atomic_write_u64(&pgd_slots[index].slot.close_request.serial, 0);
+
 	PGD_BEGIN_WRITE(slot);
 	slot->pid = MyProcPid;
+	slot->serial = serial;
 	slot->backend_start = MyStartTimestamp;
-	slot->roleid = GetSessionUserId();
+	slot->roleid = roleid;
 	slot->databaseid = MyDatabaseId;
-	slot->is_superuser = superuser_arg(GetSessionUserId());
-	/* Drawn once, so the session's lifetime stays put across reloads. */
-	slot->lifetime_cut = pg_prng_double(&pg_global_prng_state) * pgd_lifetime_jitter;
+	slot->lifetime_cut = lifetime_cut;
 	slot->beentry = MyBEEntry;
 	slot->checkouts = 0;
 	slot->checkout_start = 0;
@@ -152,8 +188,11 @@ pgd_registry_detach(void)
 		return;
 	PGD_BEGIN_WRITE(slot);
 	slot->pid = 0;
+	slot->serial = 0;
 	slot->beentry = NULL;
 	PGD_END_WRITE(slot);
+	pg_atomic_write_u64(&pgd_my_slot->drain_serial, 0);
+	pg_atomic_write_u64(&pgd_my_slot->close_request.serial, 0);
 	pgd_my_slot = NULL;
 }
 
@@ -221,7 +260,7 @@ pgd_registry_read_slot(int index, PgdSessionSnapshot *snap)
 		uint32		after;
 
 		pg_read_barrier();
-		memcpy(&snap->slot, (PgdSlot *) slot, offsetof(PgdSlot, drain_pid));
+		memcpy(&snap->slot, (PgdSlot *) slot, offsetof(PgdSlot, drain_serial));
 		pg_read_barrier();
 		after = slot->changecount;
 		if (before == after && (before & 1) == 0)
@@ -235,8 +274,57 @@ pgd_registry_read_slot(int index, PgdSessionSnapshot *snap)
 	snap->index = index;
 	snap->has_status = false;
 	snap->draining =
-		pg_atomic_read_u32(&pgd_slots[index].slot.drain_pid) == (uint32) snap->slot.pid;
+		pg_atomic_read_u64(&pgd_slots[index].slot.drain_serial) == snap->slot.serial;
 	return true;
+}
+
+/*
+ * Core's state is the authority on whether a session is busy or idle: it is
+ * set as a backend reads a message and again right before ReadyForQuery,
+ * while our hooks see a checkout only from the executor or utility hook on
+ * and end it in the transaction callback.  Reconcile the two in a snapshot
+ * (never in shared memory):
+ *
+ *	 - busy in core since after our last checkin, but no checkout in our
+ *	   slot: the statement is still in parse analysis or planning (maybe
+ *	   waiting for a lock there).  It is checked out since core says so.
+ *	 - idle in core since after our checkout started: the checkout is over,
+ *	   whatever our transaction-block bookkeeping believed.
+ *
+ * With track_activities = off core says STATE_DISABLED and nothing can be
+ * reconciled; policy.c then refuses to enforce (see pgd_state_known()).
+ */
+static void
+pgd_reconcile_with_core(PgdSessionSnapshot *snap)
+{
+	PgdSlot    *slot = &snap->slot;
+
+	switch (snap->state)
+	{
+		case STATE_RUNNING:
+		case STATE_FASTPATH:
+		case STATE_IDLEINTRANSACTION:
+		case STATE_IDLEINTRANSACTION_ABORTED:
+			if (slot->checkout_start == 0 &&
+				snap->state_change >= slot->last_checkin)
+			{
+				slot->checkout_start = snap->state_change;
+				slot->idle_time_us += snap->state_change - slot->last_checkin;
+				slot->checkouts++;
+			}
+			break;
+		case STATE_IDLE:
+			if (slot->checkout_start != 0 &&
+				snap->state_change > slot->checkout_start)
+			{
+				slot->hold_time_us += snap->state_change - slot->checkout_start;
+				slot->checkout_start = 0;
+				slot->last_checkin = snap->state_change;
+			}
+			break;
+		default:
+			break;
+	}
 }
 
 /*
@@ -280,6 +368,76 @@ pgd_registry_read_status(PgdSessionSnapshot *snap)
 	}
 	snap->application_name[NAMEDATALEN - 1] = '\0';
 	snap->has_status = true;
+	pgd_reconcile_with_core(snap);
+	return true;
+}
+
+/*
+ * pooldiag.drain(): ask for the session with this serial to be closed once
+ * it is idle.  Returns false if the slot holds another session by now.
+ */
+bool
+pgd_registry_request_drain(int index, uint64 serial)
+{
+	PgdSlot    *slot = pgd_registry_slot(index);
+
+	pg_atomic_write_u64(&slot->drain_serial, serial);
+	pg_memory_barrier();
+	/* Attach clears the request; a session that came since must not keep it. */
+	if (slot->serial != serial)
+	{
+		uint64		expected = serial;
+
+		pg_atomic_compare_exchange_u64(&slot->drain_serial, &expected, 0);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The enforcer: record why it is about to close the session with this
+ * serial.  Fields first, serial last; see PgdCloseRequest.
+ */
+void
+pgd_registry_post_close_request(int index, uint64 serial, PgdReason reason,
+								int64 idle_us, int64 age_us, int32 limit_ms,
+								double lifetime_cut)
+{
+	PgdCloseRequest *request = &pgd_registry_slot(index)->close_request;
+
+	pg_atomic_write_u64(&request->serial, 0);
+	pg_write_barrier();
+	request->reason = (uint8) reason;
+	request->idle_us = idle_us;
+	request->age_us = age_us;
+	request->limit_ms = limit_ms;
+	request->lifetime_cut = lifetime_cut;
+	pg_write_barrier();
+	pg_atomic_write_u64(&request->serial, serial);
+}
+
+/*
+ * The closed backend: copy the close request meant for this session, if
+ * there is one.  Safe inside error reporting: no locks, no allocation.
+ */
+bool
+pgd_registry_my_close_request(PgdCloseRequest *request)
+{
+	PgdCloseRequest *shared;
+	uint64		serial;
+
+	if (pgd_my_slot == NULL)
+		return false;
+	shared = &pgd_my_slot->close_request;
+	serial = pg_atomic_read_u64(&shared->serial);
+	if (serial == 0 || serial != pgd_my_slot->serial)
+		return false;
+	pg_read_barrier();
+	request->reason = shared->reason;
+	request->idle_us = shared->idle_us;
+	request->age_us = shared->age_us;
+	request->limit_ms = shared->limit_ms;
+	request->lifetime_cut = shared->lifetime_cut;
 	return true;
 }
 

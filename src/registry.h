@@ -15,6 +15,8 @@
 #include "utils/backend_status.h"
 #include "utils/timestamp.h"
 
+#include "event_ring.h"
+
 /* The per-session settings the worker enforces; see policy.c. */
 typedef enum PgdPolicySetting
 {
@@ -40,6 +42,25 @@ typedef struct PgdSessionPolicy
 } PgdSessionPolicy;
 
 /*
+ * A close that the enforcer asked for, kept in the slot so that the closed
+ * backend can tell its client and the server log why (pgd_emit_log() adds it
+ * to the FATAL that die() raises).  Written by the enforcer only, before it
+ * signals: the plain fields first, then, after a write barrier, the serial
+ * of the session it is meant for.  The backend reads the serial first and
+ * the fields after a read barrier, and uses them only if the serial is its
+ * own, so a request can never reach another session.
+ */
+typedef struct PgdCloseRequest
+{
+	pg_atomic_uint64 serial;	/* session it is meant for, 0 = none */
+	uint8		reason;			/* PgdReason */
+	int64		idle_us;		/* how long it had been idle (in transaction) */
+	int64		age_us;			/* its age at the decision */
+	int32		limit_ms;		/* the setting that was exceeded, 0 for drain */
+	double		lifetime_cut;	/* the jitter cut of max_lifetime */
+} PgdCloseRequest;
+
+/*
  * One registry slot.  Field order groups what is written once at connect,
  * what each checkout updates, and what other processes may write.
  */
@@ -53,10 +74,10 @@ typedef struct PgdSlot
 
 	/* Written once, when the session is established. */
 	int			pid;			/* 0 while the slot is free */
+	uint64		serial;			/* unique per session in this server run */
 	TimestampTz backend_start;
 	Oid			roleid;
 	Oid			databaseid;
-	bool		is_superuser;
 	double		lifetime_cut;	/* fraction of max_lifetime cut off, drawn at connect */
 	PgBackendStatus *beentry;	/* core's entry: state, application_name */
 
@@ -71,11 +92,13 @@ typedef struct PgdSlot
 	PgdSessionPolicy policy;
 
 	/*
-	 * Written by other backends (pooldiag.drain()); atomic, outside the
-	 * changecount protocol.  Holds the pid it was meant for, so a request
-	 * can never leak to the next session that reuses the slot.
+	 * Written by other processes; atomics outside the changecount protocol,
+	 * each keyed by the serial of the session it is meant for, so that a
+	 * request can never leak to the next session that uses the slot, even
+	 * one with the same (reused) pid.  Readers copy the slot up to here.
 	 */
-	pg_atomic_uint32 drain_pid;
+	pg_atomic_uint64 drain_serial;	/* pooldiag.drain() */
+	PgdCloseRequest close_request;	/* the enforcer, before it signals */
 } PgdSlot;
 
 /*
@@ -85,7 +108,7 @@ typedef struct PgdSlot
 typedef struct PgdSessionSnapshot
 {
 	int			index;			/* slot number */
-	PgdSlot		slot;			/* drain_pid is not copied; see draining */
+	PgdSlot		slot;			/* fields before drain_serial only */
 	bool		draining;
 
 	/* from core's entry, valid only if has_status */
@@ -115,5 +138,13 @@ extern bool pgd_registry_read(int index, PgdSessionSnapshot *snap);
 extern bool pgd_registry_read_slot(int index, PgdSessionSnapshot *snap);
 extern bool pgd_registry_read_status(PgdSessionSnapshot *snap);
 extern PgdSlot *pgd_registry_slot(int index);
+
+/* Cross-process requests, keyed by session serial. */
+extern bool pgd_registry_request_drain(int index, uint64 serial);
+extern void pgd_registry_post_close_request(int index, uint64 serial,
+											PgdReason reason, int64 idle_us,
+											int64 age_us, int32 limit_ms,
+											double lifetime_cut);
+extern bool pgd_registry_my_close_request(PgdCloseRequest *request);
 
 #endif							/* POOLDIAG_REGISTRY_H */

@@ -12,8 +12,13 @@
  * Events follow the same rule, by the event's role.
  *
  * These functions only read shared state (see registry.c and event_ring.c
- * for how), except pooldiag.drain(), which sets the atomic drain_pid of the
- * slots it is allowed to mark and wakes the worker.
+ * for how), except pooldiag.drain(), which sets the atomic drain_serial of
+ * the slots it is allowed to mark and wakes the enforcer.
+ *
+ * The set-returning functions check that their SQL definition declares
+ * exactly the columns they fill (pgd_check_result_columns), so that the
+ * SQL of another version of the extension gets an error, never misplaced
+ * or unset columns.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,11 +35,14 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
 #include "event_ring.h"
 #include "flush.h"
+#include "fold.h"
 #include "hooks.h"
 #include "policy.h"
 #include "pooldiag.h"
@@ -47,7 +55,13 @@ PG_FUNCTION_INFO_V1(pooldiag_recent_events);
 PG_FUNCTION_INFO_V1(pooldiag_drain);
 
 #define PGD_SESSIONS_COLS	24
-#define PGD_HEALTH_COLS		13
+/*
+ * pooldiag.get_health(): version 1.1 has PGD_HEALTH_COLS columns; version
+ * 1.0 declared the first PGD_HEALTH_COLS_1_0 of them, in the same order, so
+ * a 1.0 installation keeps working with this library until it is updated.
+ */
+#define PGD_HEALTH_COLS		23
+#define PGD_HEALTH_COLS_1_0	13
 
 static Datum
 pgd_interval_datum(int64 us)
@@ -56,6 +70,27 @@ pgd_interval_datum(int64 us)
 
 	result->time = us;
 	return IntervalPGetDatum(result);
+}
+
+/*
+ * A function's SQL definition must declare exactly the result columns the
+ * library fills: a definition of another version of the extension (the
+ * library is newer or older than the installed SQL) would otherwise get
+ * columns it did not ask for or leave them unset.  As pg_stat_statements
+ * does, refuse it, and say how to bring the two in step.
+ */
+static void
+pgd_check_result_columns(FunctionCallInfo fcinfo, TupleDesc tupdesc,
+						 int expected)
+{
+	if (tupdesc->natts != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("function %s returns %d columns, but the pooldiag library provides %d",
+						format_procedure_qualified(fcinfo->flinfo->fn_oid),
+						tupdesc->natts, expected),
+				 errdetail("The SQL definitions of extension \"pooldiag\" do not match the version of its library."),
+				 errhint("Run ALTER EXTENSION pooldiag UPDATE in this database.")));
 }
 
 /* May the current user see the private detail of role's sessions? */
@@ -111,6 +146,7 @@ pooldiag_sessions(PG_FUNCTION_ARGS)
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_SESSIONS_COLS);
 
 	for (int i = 0; i < pgd_registry_size(); i++)
 	{
@@ -193,6 +229,15 @@ pooldiag_sessions(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+static void
+pgd_set_pid(Datum *values, bool *nulls, int col, int pid)
+{
+	if (pid != 0)
+		values[col] = Int32GetDatum(pid);
+	else
+		nulls[col] = true;
+}
+
 Datum
 pooldiag_health(PG_FUNCTION_ARGS)
 {
@@ -206,6 +251,18 @@ pooldiag_health(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	/*
+	 * The SQL declaration decides how many columns heap_form_tuple() reads
+	 * from values[]: never let it read past what is filled here.
+	 */
+	if (tupdesc->natts != PGD_HEALTH_COLS &&
+		tupdesc->natts != PGD_HEALTH_COLS_1_0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pooldiag.get_health() is declared with %d result columns, but the pooldiag library returns %d",
+						tupdesc->natts, PGD_HEALTH_COLS),
+				 errhint("Update the extension with ALTER EXTENSION pooldiag UPDATE.")));
+
 	pgd_ring_counters(&ring);
 	SpinLockAcquire(&pgd_worker_shared->mutex);
 	memcpy(&worker, pgd_worker_shared, sizeof(worker));
@@ -216,11 +273,9 @@ pooldiag_health(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum((int64) ring.dropped);
 	values[2] = Int64GetDatum((int64) worker.events_written);
 	pgd_set_timestamp(values, nulls, 3, worker.last_flush);
-	if (worker.pid != 0)
-		values[4] = Int32GetDatum(worker.pid);
-	else
-		nulls[4] = true;
-	values[5] = CStringGetTextDatum(pgd_worker_state_name(worker.state));
+	/* worker_pid, worker_state: 1.0's names, now the writer's. */
+	pgd_set_pid(values, nulls, 4, worker.writer_pid);
+	values[5] = CStringGetTextDatum(pgd_worker_state_name(worker.writer_state));
 	values[6] = Int64GetDatum((int64) ring.discarded);
 	values[7] = Int32GetDatum((int32) ring.capacity);
 	values[8] = Int64GetDatum((int64) worker.terminations);
@@ -231,44 +286,83 @@ pooldiag_health(PG_FUNCTION_ARGS)
 		values[12] = Float8GetDatum((double) worker.scan_cpu_ns / worker.scan_slots);
 	else
 		nulls[12] = true;
+	/* Added in 1.1. */
+	pgd_set_pid(values, nulls, 13, worker.writer_pid);
+	values[14] = CStringGetTextDatum(pgd_worker_state_name(worker.writer_state));
+	pgd_set_pid(values, nulls, 15, worker.enforcer_pid);
+	values[16] = CStringGetTextDatum(pgd_worker_state_name(worker.enforcer_state));
+	pgd_set_timestamp(values, nulls, 17, worker.last_scan);
+	if (worker.lateness_known)
+	{
+		values[18] = pgd_interval_datum(worker.last_lateness_us);
+		values[19] = pgd_interval_datum(worker.max_lateness_us);
+	}
+	else
+		nulls[18] = nulls[19] = true;
+	values[20] = Int64GetDatum((int64) worker.events_lost_in_crash);
+	values[21] = Int64GetDatum((int64) pgd_fold_count());
+	values[22] = Int32GetDatum(worker.untracked_sessions);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
+
+/*
+ * pooldiag.recent_events(): the events queued in the ring now.  The ring
+ * may hold millions of events, so it is copied PGD_RECENT_CHUNK events at a
+ * time, and the rows of each chunk are built in a context that is reset
+ * after it; what the call keeps is the tuplestore, which spills to a
+ * temporary file past work_mem.  Memory does not grow with
+ * event_buffer_size or with the number of events queued.
+ */
+#define PGD_RECENT_CHUNK	1024
 
 Datum
 pooldiag_recent_events(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	PgdRingCounters ring;
+	PgdRingCursor cursor;
 	PgdEvent   *events;
+	MemoryContext rows_context;
 	int			n;
-	bool		see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
-	int64		id_base;
+	bool		see_all;
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_EVENT_NCOLUMNS);
 
-	pgd_ring_counters(&ring);
-	events = palloc(sizeof(PgdEvent) * ring.capacity);
-	n = pgd_ring_snapshot(events, ring.capacity);
-	id_base = pgd_event_id_base();
+	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	events = palloc(sizeof(PgdEvent) * PGD_RECENT_CHUNK);
+	rows_context = AllocSetContextCreate(CurrentMemoryContext,
+										 "pooldiag recent_events rows",
+										 ALLOCSET_DEFAULT_SIZES);
 
-	for (int i = 0; i < n; i++)
+	pgd_ring_cursor_init(&cursor);
+	while (pgd_ring_read(&cursor, events, PGD_RECENT_CHUNK, &n))
 	{
-		Datum		values[PGD_EVENT_NCOLUMNS];
-		bool		nulls[PGD_EVENT_NCOLUMNS];
+		MemoryContext old_context = MemoryContextSwitchTo(rows_context);
 
-		if (!see_all)
+		for (int i = 0; i < n; i++)
 		{
-			Oid			roleid = get_role_oid(NameStr(events[i].usename), true);
+			Datum		values[PGD_EVENT_NCOLUMNS];
+			bool		nulls[PGD_EVENT_NCOLUMNS];
 
-			if (!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid))
-				continue;
+			if (!see_all)
+			{
+				Oid			roleid = get_role_oid(NameStr(events[i].usename), true);
+
+				if (!OidIsValid(roleid) || !has_privs_of_role(GetUserId(), roleid))
+					continue;
+			}
+			/* Queued events have no id yet: the table gives it on writing. */
+			pgd_event_values(&events[i], 0, values, nulls);
+			nulls[0] = true;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
-		pgd_event_values(&events[i], id_base + (int64) events[i].position,
-						 values, nulls);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old_context);
+		MemoryContextReset(rows_context);
+		CHECK_FOR_INTERRUPTS();
 	}
+	MemoryContextDelete(rows_context);
 	pfree(events);
 	return (Datum) 0;
 }
@@ -317,8 +411,11 @@ pooldiag_drain(PG_FUNCTION_ARGS)
 			(appname && strcmp(snap.application_name, appname) != 0))
 			continue;
 
-		/* The rules of pg_terminate_backend(). */
-		if ((slot->is_superuser && !superuser()) ||
+		/*
+		 * The rules of pg_terminate_backend(), with the target's role as it
+		 * is now, not as it was when the session connected.
+		 */
+		if ((superuser_arg(slot->roleid) && !superuser()) ||
 			(!has_privs_of_role(GetUserId(), slot->roleid) &&
 			 !has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND)))
 		{
@@ -326,8 +423,8 @@ pooldiag_drain(PG_FUNCTION_ARGS)
 			continue;
 		}
 
-		pg_atomic_write_u32(&pgd_registry_slot(i)->drain_pid, (uint32) slot->pid);
-		marked++;
+		if (pgd_registry_request_drain(i, slot->serial))
+			marked++;
 	}
 
 	if (denied > 0)

@@ -1,38 +1,52 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *		The "pooldiag worker" background worker: it enforces the session
- *		policy and writes queued events to pooldiag.events.
+ *		The "pooldiag enforcer" background worker: it enforces the session
+ *		policy, and nothing else.
  *
- * One loop, three duties, in this order on every wake-up:
+ * Every wake-up runs one enforcement scan: read every registry slot without
+ * locks, work out each session's deadline (policy.c), record leak suspects,
+ * and close due sessions, oldest deadline first, within the rate limit.
+ * Right before signalling it re-reads the slot and signals only the same
+ * session (its serial), still in the state that justified
+ * closing it, and without a checkout started since the decision.  Then it
+ * sleeps until the next deadline it knows of, bounded by naptime; SIGHUP,
+ * pooldiag.drain() and the writer's database question set its latch.
  *
- *	 1. Enforcement scan.  Read every registry slot without locks, work out
- *		each session's deadline (policy.c), record leak suspects, and close
- *		due sessions, oldest deadline first, within the rate limit.  Right
- *		before signalling it re-reads the slot and signals only the same
- *		session (pid and backend_start), still in the state that justified
- *		closing it, and without a checkout started since the decision.
- *	 2. Flush (flush.c).  Every flush_interval, or sooner when a producer
- *		found the ring more than half full and set our latch.
- *	 3. Retention (flush.c), in bounded batches.
+ * Why a process of its own: deadlines must be met within naptime whatever
+ * the event table is doing.  Writing events can take long (a big backlog) or
+ * block (a lock on pooldiag.events, a missing pooldiag.database); all of
+ * that is the writer's (writer.c), which runs in another process, so the
+ * enforcer never waits for it.  Its own events (terminate, leak_suspect) go
+ * into the lock-free ring like everybody else's.
  *
- * Then it sleeps until the earliest thing it knows it must do: the next
- * deadline, the next flush, the next token of the rate limit, bounded by
- * naptime.  Anything else (SIGHUP, a drain, a full ring) sets the latch.
+ * It connects to no database (as the autovacuum launcher does): role names
+ * and database names are in the shared catalogs pg_authid and pg_database,
+ * which is all the scan and the events need, so it runs whether or not
+ * pooldiag.database exists.  Catalog look-ups run in a transaction of their
+ * own after the lock-free part of the scan.  Without a database, only the
+ * shared catalogs' heaps are sure to be open-able (their indexes only once
+ * the shared relcache init file is loaded): the syscaches used here
+ * (AUTHOID, DATABASEOID) fall back to heap scans by themselves (catcache.c,
+ * IndexScanOK()), and the one direct scan, of pg_database by name, asks for
+ * its index only when it is there.  It also answers the writer's
+ * question whether pooldiag.database exists (pgd_answer_database_check()),
+ * because the writer cannot ask pg_database before it is connected.
  *
- * What it owns: the shared PgdWorkerShared (under its spinlock), and a
- * private memo per slot of what it already did to that session (leak
- * reported, would_terminate reported, signalled), keyed by pid and checkout
- * number so that it never repeats itself and never confuses two sessions
- * that used the same slot.
+ * What it owns: the enforcer fields and enforcement statistics of the shared
+ * PgdWorkerShared (under its spinlock), and a private memo per slot of what
+ * it already did to that session (leak reported, would_terminate reported,
+ * signalled), keyed by session serial and checkout number so that it never
+ * repeats itself and never confuses two sessions that used the same slot.
  *
- * On a hot standby it enforces as usual but writes nothing: events stay in
- * the ring, readable through pooldiag.recent_events(); the oldest are
- * retired once the ring is half full, and counted.
+ * On a hot standby it enforces as usual.
  *
- * Signals: SIGHUP sets ConfigReloadPending and the latch; SIGTERM is die(),
- * which ends the worker at the next CHECK_FOR_INTERRUPTS() with exit code 1,
- * so the postmaster restarts it.
+ * Signals: SIGHUP sets ConfigReloadPending and the latch; SIGTERM sets
+ * ShutdownRequestPending and the latch, and the loop ends at its next turn
+ * with exit code 1: the postmaster restarts a worker after a lone SIGTERM
+ * (pg_terminate_backend) only for code 1, and restarts nothing while the
+ * server shuts down, so code 1 is right in both cases.  (A scan that waits
+ * for a catalog lock finishes that wait first.)
  *
  *-------------------------------------------------------------------------
  */
@@ -41,8 +55,11 @@
 #include <signal.h>
 #include <time.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
-#include "access/xlog.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -57,6 +74,8 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/fmgroids.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 
 #include "compat.h"
@@ -67,22 +86,20 @@
 #include "registry.h"
 #include "worker.h"
 
-PGDLLEXPORT void pgd_worker_main(Datum main_arg);
+PGDLLEXPORT void pgd_enforcer_main(Datum main_arg);
 
 PgdWorkerShared *pgd_worker_shared = NULL;
 
 /* What the worker already did to the session in one slot. */
 typedef struct PgdSlotMemo
 {
-	int			pid;
-	TimestampTz backend_start;
+	uint64		serial;			/* the session this memo is about */
 	int64		leak_reported_checkout; /* checkout number, 0 = none */
 	int64		dry_run_reported_checkout;	/* checkouts when reported */
 	uint8		dry_run_reported_reason;
 	bool		signalled;
 } PgdSlotMemo;
 
-/* A session that is due, waiting for its turn under the rate limit. */
 /*
  * A session that is due, waiting for its turn under the rate limit, with
  * what the decision was based on: closing it is right only while all of
@@ -93,8 +110,7 @@ typedef struct PgdCandidate
 	int			index;
 	TimestampTz deadline;
 	PgdReason	reason;
-	int			pid;
-	TimestampTz backend_start;
+	uint64		serial;			/* the session, not just its pid */
 	int64		checkouts;		/* a new checkout ends the idle period */
 	TimestampTz state_change;	/* a new statement in the transaction, too */
 } PgdCandidate;
@@ -123,6 +139,18 @@ pgd_worker_state_name(PgdWorkerState state)
 			return "write-failed";
 		case PGD_WORKER_STANDBY:
 			return "standby";
+		case PGD_WORKER_WRITE_BLOCKED:
+			return "write-blocked";
+		case PGD_WORKER_DATABASE_MISSING:
+			return "database-missing";
+		case PGD_WORKER_DATABASE_CLOSED:
+			return "database-not-accepting-connections";
+		case PGD_WORKER_STOPPING:
+			return "stopping";
+		case PGD_WORKER_NEEDS_UPDATE:
+			return "needs-update";
+		case PGD_WORKER_UNTRUSTED_TABLE:
+			return "untrusted-table";
 	}
 	return "unknown";
 }
@@ -153,39 +181,65 @@ pgd_register_worker(void)
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
+	/* A "connection" to no database: the shared catalogs only. */
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	/* ConsistentState: also on hot standbys. */
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = 5;
 	strlcpy(worker.bgw_library_name, "pooldiag", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "pgd_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "pooldiag worker", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "pooldiag worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "pgd_enforcer_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "pooldiag enforcer", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "pooldiag enforcer", BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
 }
 
-/* Wake the worker now, e.g. after pooldiag.drain() marked sessions. */
+/* Wake the enforcer now, e.g. after pooldiag.drain() marked sessions. */
 void
 pgd_worker_wake(void)
 {
-	pgd_ring_wake_consumer();
+	Latch	   *latch;
+
+	SpinLockAcquire(&pgd_worker_shared->mutex);
+	latch = pgd_worker_shared->enforcer_latch;
+	SpinLockRelease(&pgd_worker_shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 static void
-pgd_worker_set_state(PgdWorkerState state)
+pgd_enforcer_set_state(PgdWorkerState state)
 {
 	SpinLockAcquire(&pgd_worker_shared->mutex);
-	pgd_worker_shared->state = state;
+	pgd_worker_shared->enforcer_state = state;
 	SpinLockRelease(&pgd_worker_shared->mutex);
 }
 
 static void
-pgd_worker_exit(int code, Datum arg)
+pgd_enforcer_exit(int code, Datum arg)
 {
-	pgd_ring_set_consumer_latch(NULL);
 	SpinLockAcquire(&pgd_worker_shared->mutex);
-	pgd_worker_shared->pid = 0;
-	pgd_worker_shared->state = PGD_WORKER_STOPPED;
+	pgd_worker_shared->enforcer_latch = NULL;
+	pgd_worker_shared->enforcer_pid = 0;
+	pgd_worker_shared->enforcer_state = PGD_WORKER_STOPPED;
+	SpinLockRelease(&pgd_worker_shared->mutex);
+}
+
+/*
+ * How late the enforcer acted on a deadline: from the deadline to the
+ * moment it signalled the session (or recorded would_terminate).  This is
+ * what pooldiag.health shows as lateness; it includes any wait for the rate
+ * limit.
+ */
+static void
+pgd_record_lateness(TimestampTz deadline, TimestampTz acted_at)
+{
+	int64		late = acted_at > deadline ? acted_at - deadline : 0;
+
+	SpinLockAcquire(&pgd_worker_shared->mutex);
+	pgd_worker_shared->lateness_known = true;
+	pgd_worker_shared->last_lateness_us = late;
+	if (late > pgd_worker_shared->max_lateness_us)
+		pgd_worker_shared->max_lateness_us = late;
 	SpinLockRelease(&pgd_worker_shared->mutex);
 }
 
@@ -203,11 +257,10 @@ pgd_forget_if_new_session(int index, const PgdSessionSnapshot *snap)
 {
 	PgdSlotMemo *m = &memo[index];
 
-	if (m->pid != snap->slot.pid || m->backend_start != snap->slot.backend_start)
+	if (m->serial != snap->slot.serial)
 	{
 		memset(m, 0, sizeof(PgdSlotMemo));
-		m->pid = snap->slot.pid;
-		m->backend_start = snap->slot.backend_start;
+		m->serial = snap->slot.serial;
 	}
 }
 
@@ -281,28 +334,28 @@ pgd_refill_tokens(TimestampTz now)
 }
 
 /*
- * Close one due session, or record would_terminate in a dry run.  Returns
- * true if it used up a termination (so the rate limit applies).
- *
- * The decision was taken in the scan, possibly a while ago (the rate limit,
- * a catalog look-up waiting for a lock).  So the slot is read again here and
- * the session is closed only if it is the same session (pid and
- * backend_start), it has not started a checkout since (checkouts), for the
+ * Does the session in 'current' still match what the scan decided on?  The
+ * decision was taken in the scan, possibly a while ago (the rate limit, a
+ * catalog look-up waiting for a lock), so before closing, the slot is read
+ * again and the session is closed only if it is the same session (its
+ * serial), it has not started a checkout since (checkouts), for the
  * idle-in-transaction timeout it has not run a statement since
  * (state_change), and it is still due in its current state.
  */
-/* Does the session in 'current' still match what the scan decided on? */
 static bool
 pgd_still_as_decided(const PgdCandidate *cand, const PgdSessionSnapshot *current)
 {
-	return current->slot.pid == cand->pid &&
-		current->slot.backend_start == cand->backend_start &&
+	return current->slot.serial == cand->serial &&
 		current->slot.checkouts == cand->checkouts &&
 		(cand->reason != PGD_R_IDLE_IN_TRANSACTION_TIMEOUT ||
 		 current->state_change == cand->state_change) &&
 		pgd_state_fits_reason(current, cand->reason);
 }
 
+/*
+ * Close one due session, or record would_terminate in a dry run.  Returns
+ * true if it used up a termination (so the rate limit applies).
+ */
 static bool
 pgd_close_session(const PgdCandidate *cand)
 {
@@ -346,10 +399,28 @@ pgd_close_session(const PgdCandidate *cand)
 		 * window between this read and kill(); see README, "Guarantees and
 		 * limits".
 		 */
+		PgdCloseRequest request;
+		PgdCloseText text;
+
 		if (!pgd_registry_read(cand->index, &current) ||
 			!pgd_still_as_decided(cand, &current))
 			return false;
 		now = GetCurrentTimestamp();
+
+		/*
+		 * Tell the session why before it is signalled: its FATAL carries the
+		 * reason to the client (pgd_explain_close() in hooks.c).
+		 */
+		request.reason = cand->reason;
+		request.idle_us = cand->reason == PGD_R_IDLE_IN_TRANSACTION_TIMEOUT ?
+			now - current.state_change : now - current.slot.last_checkin;
+		request.age_us = now - current.slot.backend_start;
+		request.limit_ms = pgd_reason_limit_ms(&verdict, cand->reason);
+		request.lifetime_cut = current.slot.lifetime_cut;
+		pgd_registry_post_close_request(cand->index, current.slot.serial,
+										request.reason, request.idle_us,
+										request.age_us, request.limit_ms,
+										request.lifetime_cut);
 
 		/* As pg_terminate_backend() does: the whole process group. */
 #ifdef HAVE_SETSID
@@ -366,6 +437,15 @@ pgd_close_session(const PgdCandidate *cand)
 			return false;
 		}
 		m->signalled = true;
+
+		/* One line per close, with the numbers that justified it. */
+		if (pgd_close_explanation(&request, &text))
+			ereport(LOG,
+					(errmsg("pooldiag closed the session of process %d for %s",
+							current.slot.pid, pgd_reason_name(cand->reason)),
+					 errdetail("Role \"%s\", database \"%s\", application \"%s\".  %s",
+							   NameStr(event.usename), NameStr(event.datname),
+							   event.application_name, text.detail)));
 	}
 
 	event.event_time = now;
@@ -382,6 +462,7 @@ pgd_close_session(const PgdCandidate *cand)
 	else
 		pgd_worker_shared->terminations++;
 	SpinLockRelease(&pgd_worker_shared->mutex);
+	pgd_record_lateness(verdict.terminate_at, now);
 	return true;
 }
 
@@ -391,6 +472,28 @@ pgd_close_session(const PgdCandidate *cand)
  */
 static TimestampTz pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
 											TimestampTz now, TimestampTz next_wake);
+
+/*
+ * Sessions with track_activities = off that are past a deadline by our own
+ * accounting are never closed (core cannot tell busy from idle for them);
+ * say so in the log at most once a minute, and in pooldiag.health.
+ */
+static void
+pgd_report_untracked(int nuntracked, TimestampTz now)
+{
+	static TimestampTz reported_at = 0;
+
+	if (nuntracked == 0 || now < reported_at + 60 * USECS_PER_SEC)
+		return;
+	ereport(WARNING,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg_plural("pooldiag cannot enforce its policy for %d session because \"track_activities\" is off for it",
+						   "pooldiag cannot enforce its policy for %d sessions because \"track_activities\" is off for them",
+						   nuntracked, nuntracked),
+			 errdetail("Without \"track_activities\" the server cannot tell a session that waits in a statement from an idle one, so pooldiag never closes such sessions."),
+			 errhint("Turn \"track_activities\" on for the roles and databases pooldiag should enforce.")));
+	reported_at = now;
+}
 
 static TimestampTz
 pgd_enforce(void)
@@ -403,6 +506,7 @@ pgd_enforce(void)
 	int64		cpu_ns;
 	PgdSessionSnapshot snap;
 	bool		need_transaction = false;
+	int			nuntracked = 0;
 	volatile TimestampTz wake;
 
 #define WAKE_AT(t) \
@@ -422,9 +526,12 @@ pgd_enforce(void)
 		pgd_forget_if_new_session(i, &snap);
 		if (memo[i].signalled)
 			continue;
-		if (snap.slot.checkout_start != 0 &&
-			pgd_effective_ms(&snap.slot, PGD_IDLE_IN_TRANSACTION_TIMEOUT) > 0 &&
-			!pgd_registry_read_status(&snap))
+		/*
+		 * A checked-out session may be idle in a transaction, or idle
+		 * altogether if core says so (registry.c reconciles the two), so
+		 * its deadline needs core's state.
+		 */
+		if (snap.slot.checkout_start != 0 && !pgd_registry_read_status(&snap))
 			continue;
 
 		pgd_policy_evaluate(&snap, NULL, now, &verdict);
@@ -433,6 +540,10 @@ pgd_enforce(void)
 			if (!pgd_registry_read_status(&snap))
 				continue;
 			pgd_policy_evaluate(&snap, NULL, now, &verdict);
+
+			/* Due by our accounting, but core cannot confirm it is idle. */
+			if (verdict.exemption == PGD_EXEMPT_UNTRACKED)
+				nuntracked++;
 		}
 
 		if (verdict.leak_at != 0)
@@ -443,7 +554,10 @@ pgd_enforce(void)
 			else
 				WAKE_AT(verdict.leak_at);
 		}
-		/* Role exemptions need the catalogs; they are checked later. */
+		/*
+		 * Exemptions by role and by superuser need the catalogs; they are
+		 * decided in pgd_close_session().
+		 */
 		if (verdict.due && verdict.exemption == PGD_NOT_EXEMPT)
 		{
 			PgdCandidate *cand = &candidates[ncandidates++];
@@ -451,8 +565,7 @@ pgd_enforce(void)
 			cand->index = i;
 			cand->deadline = verdict.terminate_at;
 			cand->reason = verdict.terminate_reason;
-			cand->pid = snap.slot.pid;
-			cand->backend_start = snap.slot.backend_start;
+			cand->serial = snap.slot.serial;
 			cand->checkouts = snap.slot.checkouts;
 			cand->state_change = snap.state_change;
 		}
@@ -466,7 +579,9 @@ pgd_enforce(void)
 	pgd_worker_shared->scan_slots += nslots;
 	pgd_worker_shared->scan_cpu_ns += cpu_ns;
 	pgd_worker_shared->last_scan = now;
+	pgd_worker_shared->untracked_sessions = nuntracked;
 	SpinLockRelease(&pgd_worker_shared->mutex);
+	pgd_report_untracked(nuntracked, now);
 
 	if (ncandidates == 0 && !need_transaction)
 		return next_wake;
@@ -553,32 +668,80 @@ pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
 }
 
 /*
- * Tell the log when events were dropped because the ring was full, at most
- * once a minute: the counter in pooldiag.health is exact, but an operator
- * should not have to poll it to learn that events are being lost.
+ * Answer the writer's question whether pooldiag.database can be connected
+ * to, if it asked one since the last answer.  The look-up needs pg_database,
+ * a shared catalog; the writer cannot read it before it is connected, and
+ * connecting to a database that does not exist is FATAL.
  */
 static void
-pgd_report_dropped_events(const PgdRingCounters *ring, TimestampTz now)
+pgd_answer_database_check(void)
 {
-	static uint64 reported = 0;
-	static TimestampTz reported_at = 0;
+	uint32		requested;
+	volatile PgdDatabaseStatus status = PGD_DATABASE_UNKNOWN;
 
-	if (ring->dropped <= reported ||
-		now < reported_at + 60 * USECS_PER_SEC)
+	SpinLockAcquire(&pgd_worker_shared->mutex);
+	requested = pgd_worker_shared->database_check_requested;
+	if (requested == pgd_worker_shared->database_check_answered)
+		requested = 0;
+	SpinLockRelease(&pgd_worker_shared->mutex);
+	if (requested == 0)
 		return;
 
-	ereport(WARNING,
-			(errmsg("pooldiag dropped %llu events because its event ring was full",
-					(unsigned long long) (ring->dropped - reported)),
-			 errdetail("%llu events have been dropped since the server started.",
-					   (unsigned long long) ring->dropped),
-			 errhint("Raise \"pooldiag.event_buffer_size\", or record fewer checkouts with \"pooldiag.log_checkouts\".")));
-	reported = ring->dropped;
-	reported_at = now;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		Relation	rel;
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tuple;
+
+		/*
+		 * As GetDatabaseTuple() in postinit.c: in a process connected to no
+		 * database, the indexes of shared catalogs can be opened only once
+		 * the shared relcache init file was loaded (get_database_oid()
+		 * would fail with "cannot read pg_class without having selected a
+		 * database" when it was not); a heap scan of the small pg_database
+		 * always works.  The syscaches the scan uses, AUTHOID and
+		 * DATABASEOID, fall back to heap scans by themselves.
+		 */
+		ScanKeyInit(&key, Anum_pg_database_datname,
+					BTEqualStrategyNumber, F_NAMEEQ,
+					CStringGetDatum(pgd_database));
+		rel = table_open(DatabaseRelationId, AccessShareLock);
+		scan = systable_beginscan(rel, DatabaseNameIndexId,
+								  criticalSharedRelcachesBuilt, NULL, 1, &key);
+		tuple = systable_getnext(scan);
+		if (!HeapTupleIsValid(tuple))
+			status = PGD_DATABASE_MISSING;
+		else if (((Form_pg_database) GETSTRUCT(tuple))->datallowconn)
+			status = PGD_DATABASE_OK;
+		else
+			status = PGD_DATABASE_CLOSED;
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		/* The writer then tries to connect, and learns it from that. */
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(TopMemoryContext);
+		status = PGD_DATABASE_UNKNOWN;
+	}
+	PG_END_TRY();
+
+	SpinLockAcquire(&pgd_worker_shared->mutex);
+	pgd_worker_shared->database_status = status;
+	pgd_worker_shared->database_check_answered = requested;
+	SpinLockRelease(&pgd_worker_shared->mutex);
+	pgd_ring_wake_consumer();
 }
 
 static void
-pgd_worker_process_interrupts(void)
+pgd_enforcer_process_interrupts(void)
 {
 	CHECK_FOR_INTERRUPTS();
 	if (ConfigReloadPending)
@@ -589,79 +752,49 @@ pgd_worker_process_interrupts(void)
 }
 
 void
-pgd_worker_main(Datum main_arg)
+pgd_enforcer_main(Datum main_arg)
 {
-	TimestampTz last_flush_attempt = 0;
-
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 
 	SpinLockAcquire(&pgd_worker_shared->mutex);
-	pgd_worker_shared->pid = MyProcPid;
-	pgd_worker_shared->state = PGD_WORKER_STARTING;
+	pgd_worker_shared->enforcer_pid = MyProcPid;
+	pgd_worker_shared->enforcer_state = PGD_WORKER_STARTING;
+	pgd_worker_shared->enforcer_latch = MyLatch;
 	SpinLockRelease(&pgd_worker_shared->mutex);
-	before_shmem_exit(pgd_worker_exit, (Datum) 0);
-	pgd_ring_set_consumer_latch(MyLatch);
-
-	BackgroundWorkerInitializeConnection(pgd_database, NULL, 0);
+	before_shmem_exit(pgd_enforcer_exit, (Datum) 0);
 
 	/*
-	 * The worker runs SQL as a superuser.  With only pg_catalog on the
-	 * search_path, no role that can create objects in some schema can
-	 * shadow a function or operator the worker's queries use.
+	 * No database: the shared catalogs (pg_authid, pg_database) are all the
+	 * look-ups need, and enforcement must not depend on pooldiag.database.
 	 */
-	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	memo = MemoryContextAllocZero(TopMemoryContext,
 								  sizeof(PgdSlotMemo) * pgd_registry_size());
 	candidates = MemoryContextAlloc(TopMemoryContext,
 									sizeof(PgdCandidate) * pgd_registry_size());
-	pgd_flush_reset();
+	pgd_enforcer_set_state(PGD_WORKER_RUNNING);
 
-	for (;;)
+	while (!ShutdownRequestPending)
 	{
 		TimestampTz now;
 		TimestampTz next_wake;
-		TimestampTz next_flush;
-		PgdRingCounters ring;
 		long		timeout_ms;
 
-		pgd_worker_process_interrupts();
+		pgd_enforcer_process_interrupts();
 
 		next_wake = pgd_enforce();
-
-		now = GetCurrentTimestamp();
-		pgd_ring_counters(&ring);
-		pgd_report_dropped_events(&ring, now);
-		if (RecoveryInProgress())
-		{
-			/* Never write on a standby; keep the newest events readable. */
-			pgd_worker_set_state(PGD_WORKER_STANDBY);
-			pgd_ring_discard_oldest(ring.capacity / 2);
-			last_flush_attempt = now;
-		}
-		else if (ring.queued > ring.capacity / 2 ||
-				 now >= last_flush_attempt + (int64) pgd_flush_interval_ms * 1000)
-		{
-			int			nwritten;
-
-			last_flush_attempt = now;
-			if (pgd_flush_events(&nwritten) == PGD_FLUSH_OK)
-				pgd_expire_events();
-		}
-
-		next_flush = last_flush_attempt + (int64) pgd_flush_interval_ms * 1000;
-		if (next_wake == 0 || next_flush < next_wake)
-			next_wake = next_flush;
+		pgd_answer_database_check();
 
 		now = GetCurrentTimestamp();
 		timeout_ms = pgd_naptime_ms;
 		if (next_wake > now)
 			timeout_ms = Min(timeout_ms, (next_wake - now + 999) / 1000);
-		else
-			timeout_ms = Min(timeout_ms, 1);
+		else if (next_wake != 0)
+			timeout_ms = 1;
 
 		pgstat_report_stat(true);
 		(void) WaitLatch(MyLatch,
@@ -669,4 +802,8 @@ pgd_worker_main(Datum main_arg)
 						 timeout_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
+
+	/* Code 1: see the header comment. */
+	pgd_enforcer_set_state(PGD_WORKER_STOPPING);
+	proc_exit(1);
 }

@@ -62,17 +62,17 @@ is(session_row($node, $pid,
 		"hold_time >= interval '3 s', idle_for >= interval '0.5 s', idle_time >= idle_for, age >= hold_time + idle_time - interval '1 ms'"),
 	't|t|t|t', 'hold_time covers the sleep, idle_for the pause, age covers both');
 
-# Only client backends are tracked: not the worker, autovacuum, checkpointer,
-# nor a WAL sender.
+# Only client backends are tracked: not pooldiag's enforcer and writer,
+# autovacuum, the checkpointer, nor a WAL sender.
 my $walsender = $node->background_psql('postgres', replication => 'database');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT count(*) FILTER (WHERE s.pid IS NULL AND a.backend_type = 'client backend'),
        count(*) FILTER (WHERE s.pid IS NOT NULL AND a.backend_type <> 'client backend'),
        count(*) FILTER (WHERE a.backend_type = 'walsender'),
-       count(*) FILTER (WHERE a.backend_type = 'pooldiag worker')
+       count(*) FILTER (WHERE a.backend_type IN ('pooldiag enforcer', 'pooldiag writer'))
 FROM pg_stat_activity a LEFT JOIN pooldiag.sessions s USING (pid)}),
-	'0|0|1|1',
+	'0|0|1|2',
 	'every client backend has a row and no other process has one');
 $walsender->quit;
 

@@ -1,5 +1,5 @@
 # The event pipeline under stress: the extension missing from
-# pooldiag.database, a full ring, and a worker killed with events queued.
+# pooldiag.database, a full ring, and the writer killed with events queued.
 use strict;
 use warnings;
 
@@ -11,7 +11,7 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 #
-# 1. The extension is missing: events stay queued, the worker warns exactly
+# 1. The extension is missing: events stay queued, the writer warns exactly
 #    once, and CREATE EXTENSION lets them through.  The ring is tiny, so the
 #    same run also overflows it: the dropped counter must count exactly the
 #    events that were lost, and nothing else may fail.
@@ -28,7 +28,8 @@ my ($observer) = open_session($node, app => 'observer');
 my $health = 'SELECT events_queued, events_dropped, worker_state FROM pooldiag.get_health()';
 
 # Reach the health counters without the extension: declare just the C
-# function (the extension's own script is what is missing).
+# function (the extension's own script is what is missing), with the 13
+# columns of version 1.0, which the library still serves.
 $node->safe_psql(
 	'postgres', q{
 CREATE SCHEMA pooldiag;
@@ -41,7 +42,7 @@ CREATE FUNCTION pooldiag.get_health(
 RETURNS record AS 'pooldiag', 'pooldiag_health' LANGUAGE C;
 });
 is(wait_for_value($node, "SELECT worker_state FROM pooldiag.get_health()", 'waiting-for-extension'),
-	'waiting-for-extension', 'the worker waits for the extension');
+	'waiting-for-extension', 'the writer waits for the extension');
 
 # Backends append their disconnect event while exiting, after the client
 # has gone; count only once every other session has really ended.
@@ -74,19 +75,19 @@ is($observer->query_safe('SELECT 42'), '42', 'sessions go on working with a full
 # Several flush cycles (200 ms each) have passed: still exactly one warning.
 usleep(1_500_000);
 my $log = slurp_file($node->logfile);
-my @warnings = ($log =~ /WARNING:  pooldiag worker cannot store events: extension "pooldiag" is not installed in database "postgres"/g);
+my @warnings = ($log =~ /WARNING:  pooldiag writer cannot store events: extension "pooldiag" is not installed in database "postgres"/g);
 is(scalar(@warnings), 1, 'exactly one WARNING while waiting for the extension');
 like($log, qr/HINT:  Run CREATE EXTENSION pooldiag in database "postgres"/, 'with a hint');
 my @drop_warnings = ($log =~ /WARNING:  pooldiag dropped \d+ events because its event ring was full/g);
 is(scalar(@drop_warnings), 1, 'one WARNING about dropped events (at most one a minute)');
 like($log, qr/HINT:  Raise "pooldiag.event_buffer_size"/, 'saying what to raise');
-unlike($log, qr/pooldiag worker.*(FATAL|ERROR)|background worker "pooldiag worker".*exited/,
-	'the worker neither failed nor restarted');
+unlike($log, qr/pooldiag (writer|enforcer).*(FATAL|ERROR)|background worker "pooldiag (writer|enforcer)".*exited/,
+	'the workers neither failed nor restarted');
 
 # Once the extension exists, the queued events are written.
 $node->safe_psql('postgres', 'DROP SCHEMA pooldiag CASCADE; CREATE EXTENSION pooldiag');
 is(wait_for_value($node, "SELECT worker_state FROM pooldiag.health", 'running'),
-	'running', 'the worker runs once the extension exists');
+	'running', 'the writer runs once the extension exists');
 wait_flushed($node);
 is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM pooldiag.events WHERE event_id <= (SELECT min(event_id) + 63 FROM pooldiag.events)"),
@@ -96,26 +97,26 @@ is( $node->safe_psql('postgres',
 		"SELECT count(*) = max(event_id) - min(event_id) + 1 FROM pooldiag.events"),
 	't', 'event ids have no gaps');
 like(slurp_file($node->logfile),
-	qr/LOG:  pooldiag worker resumed writing events to "pooldiag.events"/,
-	'the worker says it resumed');
+	qr/LOG:  pooldiag writer resumed writing events to "pooldiag.events"/,
+	'the writer says it resumed');
 $observer->quit;
 $node->stop;
 
 #
-# 2. The worker is killed with events queued: the postmaster restarts it,
+# 2. The writer is killed with events queued: the postmaster restarts it,
 #    and every queued event is written exactly once.
 #
 $node = pooldiag_node(
 	'restart', conf => q{
 pooldiag.flush_interval = '1h'
 });
-# The worker flushes once at start; after that events wait for an hour.
+# The writer flushes once at start; after that events wait for an hour.
 wait_flushed($node);
-my $old_pid = $node->safe_psql('postgres', 'SELECT worker_pid FROM pooldiag.health');
+my $old_pid = $node->safe_psql('postgres', 'SELECT writer_pid FROM pooldiag.health');
 my $written_before = $node->safe_psql('postgres', 'SELECT events_written FROM pooldiag.health');
 
 # A role that may create objects in public tries to hijack the functions
-# the worker (a superuser) calls; the worker must not pick them up.
+# the writer (a superuser) calls; the writer must not pick them up.
 $node->safe_psql(
 	'postgres', q{
 CREATE ROLE mallory LOGIN;
@@ -137,8 +138,8 @@ cmp_ok($queued_now, '>=', 40, 'events of 20 sessions are queued');
 
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($old_pid)");
 my $new_pid = wait_for_value($node,
-	"SELECT worker_pid IS NOT NULL AND worker_pid <> $old_pid FROM pooldiag.health", 't', 30);
-is($new_pid, 't', 'the postmaster restarted the worker');
+	"SELECT writer_pid IS NOT NULL AND writer_pid <> $old_pid FROM pooldiag.health", 't', 30);
+is($new_pid, 't', 'the postmaster restarted the writer');
 wait_flushed($node);
 is( $node->safe_psql(
 		'postgres',
@@ -151,7 +152,7 @@ is( $node->safe_psql(
 	'every session of the burst has its connect and disconnect');
 is($node->safe_psql('postgres', 'SELECT events_dropped FROM pooldiag.health'), '0', 'nothing dropped');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM public.hijacked'), '0',
-	'the worker never called functions planted in public');
+	'the writer never called functions planted in public');
 
 #
 # 3. Retention: rows older than pooldiag.events_retention go, in batches;
@@ -161,9 +162,9 @@ $node->safe_psql('postgres', q{
 ALTER SYSTEM SET pooldiag.events_retention = 0;
 ALTER SYSTEM SET pooldiag.flush_interval = '200ms';
 SELECT pg_reload_conf();
-INSERT INTO pooldiag.events (event_id, event_time, event)
+INSERT INTO pooldiag.events (event_id, event_time, event) OVERRIDING SYSTEM VALUE
   SELECT -22001 + i, now() - interval '8 days', 'connect' FROM generate_series(1, 12000) i;
-INSERT INTO pooldiag.events (event_id, event_time, event)
+INSERT INTO pooldiag.events (event_id, event_time, event) OVERRIDING SYSTEM VALUE
   SELECT -11 + i, now() - interval '6 days', 'connect' FROM generate_series(1, 10) i;
 });
 usleep(7_000_000);    # longer than one retention pass (5 s)

@@ -101,7 +101,7 @@ is( event_count($node,
 #
 # 3. Only client backends are ever closed.  Superusers are no longer exempt
 #    and idle_timeout is 300 ms: the superuser session goes, while the
-#    pooldiag worker, the other background processes and a WAL sender
+#    pooldiag enforcer and writer, the other background processes and a WAL sender
 #    (connected as a superuser) stay.
 #
 my $walsender = $node->background_psql('postgres', replication => 'database');
@@ -112,14 +112,14 @@ FROM pg_stat_activity
 WHERE backend_type NOT IN ('client backend', 'autovacuum worker', 'parallel worker')};
 is( wait_for_value(
 		$node,
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('walsender', 'pooldiag worker', 'autovacuum launcher')",
-		'3'),
-	'3',
-	'a WAL sender, the pooldiag worker and the autovacuum launcher are running');
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('walsender', 'pooldiag enforcer', 'pooldiag writer', 'autovacuum launcher')",
+		'4'),
+	'4',
+	'a WAL sender, the pooldiag enforcer and writer and the autovacuum launcher are running');
 my $before = $node->safe_psql('postgres', $others);
 my $other_pids = $node->safe_psql('postgres',
 	"SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type <> 'client backend'");
-my $worker_pid = $node->safe_psql('postgres', 'SELECT worker_pid FROM pooldiag.health');
+my $worker_pids = $node->safe_psql('postgres', 'SELECT enforcer_pid, writer_pid FROM pooldiag.health');
 note "non-client processes: $before";
 
 set_system($node,
@@ -148,8 +148,10 @@ while (time() < $end)
 	usleep(100_000);
 }
 ok($stable, 'no non-client process was closed or restarted over 2 s');
-is($node->safe_psql('postgres', 'SELECT worker_pid, worker_state FROM pooldiag.health'),
-	"$worker_pid|running", 'the pooldiag worker is the same process');
+is($node->safe_psql('postgres', 'SELECT enforcer_pid, writer_pid FROM pooldiag.health'),
+	$worker_pids, 'the pooldiag enforcer and writer are the same processes');
+is($node->safe_psql('postgres', 'SELECT enforcer_state, writer_state FROM pooldiag.health'),
+	'running|running', 'and both run');
 is($walsender->query_safe('SELECT 42'), '42', 'the WAL sender still answers');
 wait_flushed($node);
 is(event_count($node, "event IN ('terminate', 'would_terminate') AND pid IN ($other_pids)"),

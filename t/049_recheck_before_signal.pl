@@ -32,7 +32,7 @@ my $node = pooldiag_node('recheck');
 $node->safe_psql('postgres',
 	'CREATE ROLE role_l LOGIN; CREATE ROLE role_b LOGIN; CREATE ROLE role_a LOGIN; CREATE ROLE role_c LOGIN;'
 );
-my $worker_pid = $node->safe_psql('postgres', 'SELECT worker_pid FROM pooldiag.health');
+my $worker_pid = $node->safe_psql('postgres', 'SELECT enforcer_pid FROM pooldiag.health');
 
 my ($admin) = open_session($node, app => 'admin');
 my ($locker) = open_session($node, app => 'locker');

@@ -1,0 +1,52 @@
+--
+-- The library against SQL definitions of other versions: a function
+-- declared with more or fewer result columns than the library fills (an
+-- older or newer extension script than the library) is refused with an
+-- error that says what to do, never answered with misplaced or unset
+-- columns.
+--
+CREATE SCHEMA regress_versions;
+
+-- Fewer columns than the library fills.
+CREATE FUNCTION regress_versions.sessions_short(OUT pid integer, OUT datname name)
+RETURNS SETOF record AS '$libdir/pooldiag', 'pooldiag_sessions'
+LANGUAGE C STRICT VOLATILE;
+SELECT * FROM regress_versions.sessions_short();
+
+CREATE FUNCTION regress_versions.recent_events_short(OUT event_id bigint,
+    OUT event_time timestamptz)
+RETURNS SETOF record AS '$libdir/pooldiag', 'pooldiag_recent_events'
+LANGUAGE C STRICT VOLATILE;
+SELECT * FROM regress_versions.recent_events_short();
+
+-- More columns than the library fills.
+CREATE FUNCTION regress_versions.sessions_long(
+    OUT pid integer, OUT datname name, OUT usename name,
+    OUT application_name text, OUT client_addr inet,
+    OUT backend_start timestamptz, OUT state text, OUT state_change timestamptz,
+    OUT age interval, OUT idle_for interval, OUT checkouts bigint,
+    OUT checkout_start timestamptz, OUT hold_time interval,
+    OUT idle_time interval, OUT recycle_at timestamptz,
+    OUT terminate_at timestamptz, OUT terminate_reason text,
+    OUT exempt boolean, OUT exempt_reason text, OUT draining boolean,
+    OUT idle_timeout interval, OUT max_lifetime interval,
+    OUT idle_in_transaction_timeout interval, OUT leak_threshold interval,
+    OUT from_the_future text)
+RETURNS SETOF record AS '$libdir/pooldiag', 'pooldiag_sessions'
+LANGUAGE C STRICT VOLATILE;
+SELECT count(*) FROM regress_versions.sessions_long();
+
+CREATE FUNCTION regress_versions.recent_events_long(
+    OUT event_id bigint, OUT event_time timestamptz, OUT event text,
+    OUT reason text, OUT pid integer, OUT backend_start timestamptz,
+    OUT datname name, OUT usename name, OUT application_name text,
+    OUT client_addr inet, OUT detail jsonb, OUT from_the_future text)
+RETURNS SETOF record AS '$libdir/pooldiag', 'pooldiag_recent_events'
+LANGUAGE C STRICT VOLATILE;
+SELECT count(*) FROM regress_versions.recent_events_long();
+
+-- The extension's own definitions match.
+SELECT count(*) > 0 AS sessions_answer FROM pooldiag.get_sessions();
+SELECT count(*) >= 0 AS recent_events_answer FROM pooldiag.recent_events();
+
+DROP SCHEMA regress_versions CASCADE;
