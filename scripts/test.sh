@@ -10,6 +10,10 @@
 #   pg18            PostgreSQL 18 in a Debian sid chroot
 #   pg15 sanitize   PostgreSQL 15 again, pooldiag built with
 #                   -fsanitize=address,undefined (see --sanitize)
+#   pg15 package    scripts/test-package.sh: the Debian package for 15, built
+#                   and installed in a clean Debian 12 chroot by the README's
+#                   recipes, and a 15/main cluster there that the demo and
+#                   the test command must leave running and unchanged
 #
 # and ends with one "pgNN: N passed, N failed" line per configuration and a
 # last, overall "N passed, N failed" line; it exits 0 only if all passed.
@@ -50,6 +54,7 @@
 #   --tap [FILE...]    run only the TAP tests; with files (t/020_events.pl),
 #                      only those (PROVE_TESTS).  Repeatable.
 #   --keep             keep the build directory even when everything passed
+#   --no-package       leave pg15 package out of the matrix
 #   -h, --help         this text
 #
 #   scripts/test.sh --pg 15 --skip-deps      the quick run while developing
@@ -65,7 +70,7 @@ set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/{/^#/{s/^# \{0,1\}//;p}}' "$0"; }
 
-skip_deps=0 run_regress=1 run_tap=1 keep=0 sanitize=0 single=0
+skip_deps=0 run_regress=1 run_tap=1 keep=0 sanitize=0 single=0 package=1
 tap_files=()
 pg_versions=()
 # The options that each configuration's own run gets, as given.
@@ -103,6 +108,7 @@ while [ $# -gt 0 ]; do
 		;;
 	--pg=*) pg_versions+=("${1#--pg=}") ;;
 	--sanitize) sanitize=1 ;;
+	--no-package) package=0 ;;
 	# Internal: run one configuration here (--pg, --sanitize) rather than
 	# the matrix.  scripts/chroot.sh runs us this way inside a chroot.
 	--single) single=1 ;;
@@ -143,6 +149,11 @@ run_matrix() {
 	host_major="$(pd_host_pg_major)"
 	if [ "${#pg_versions[@]}" -eq 0 ] && [ "$sanitize" -eq 0 ]; then
 		configs=(15 17 18 15:sanitize)
+		# The package test builds and installs; it has no single TAP file
+		# to run.
+		if [ "$package" -eq 1 ] && [ "${#tap_files[@]}" -eq 0 ]; then
+			configs+=(15:package)
+		fi
 	elif [ "${#pg_versions[@]}" -eq 0 ]; then
 		configs=(15:sanitize)
 	else
@@ -157,7 +168,9 @@ run_matrix() {
 	local native_versions=() need_chroot=0
 	for c in "${configs[@]}"; do
 		v="${c%%:*}"
-		if [ "$v" = "$host_major" ]; then
+		if [ "$c" = 15:package ]; then
+			need_chroot=1
+		elif [ "$v" = "$host_major" ]; then
 			[[ " ${native_versions[*]} " == *" $v "* ]] || native_versions+=("$v")
 		else
 			need_chroot=1
@@ -179,17 +192,24 @@ run_matrix() {
 		v="${c%%:*}"
 		label="pg$v"
 		cmd=()
-		if [ "$v" = "$host_major" ]; then
-			cmd=(bash "$PD_ROOT/scripts/test.sh" --single --pg "$v")
+		if [ "$c" = 15:package ]; then
+			label="$label package"
+			cmd=(bash "$PD_ROOT/scripts/test-package.sh" --pg 15 --skip-deps)
+			[ "$run_tap" -eq 1 ] || cmd+=(--regress-only)
+			[ "$keep" -eq 0 ] || cmd+=(--keep)
 		else
-			cmd=(bash "$PD_ROOT/scripts/chroot.sh" "$v")
+			if [ "$v" = "$host_major" ]; then
+				cmd=(bash "$PD_ROOT/scripts/test.sh" --single --pg "$v")
+			else
+				cmd=(bash "$PD_ROOT/scripts/chroot.sh" "$v")
+			fi
+			cmd+=(--skip-deps)
+			if [ "$c" != "$v" ]; then
+				label="$label sanitize"
+				cmd+=(--sanitize)
+			fi
+			cmd+=(${pass_args[@]+"${pass_args[@]}"})
 		fi
-		cmd+=(--skip-deps)
-		if [ "$c" != "$v" ]; then
-			label="$label sanitize"
-			cmd+=(--sanitize)
-		fi
-		cmd+=(${pass_args[@]+"${pass_args[@]}"})
 		echo
 		echo "===== $label: ${cmd[*]#"$PD_ROOT/"} ====="
 		start=$SECONDS
@@ -202,7 +222,9 @@ run_matrix() {
 		matrix_pid=""
 		wait "$matrix_tail" 2>/dev/null || true
 		matrix_tail=""
-		line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)"
+		# scripts/test-package.sh says "package: N passed, N failed".
+		line="$(grep -E '^(package: )?[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)"
+		line="${line#package: }"
 		ok=0 bad=0
 		if [ -n "$line" ]; then
 			ok="${line%% passed*}"
