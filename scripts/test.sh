@@ -357,11 +357,14 @@ sanitizer_libasan=""
 # frees per memory context and leaves the rest to process exit, by design.
 # abort_on_error: a report ends the process with a crash that the postmaster
 # notices (a plain exit(1) of a backend would pass for a normal end).  ASan
-# writes its reports to files under LOGDIR, one per process.  No
+# writes its reports to files under LOGDIR, one per process.
+# quarantine_size_mb=16 instead of 256: freed blocks stay mapped while in
+# quarantine, and t/025 caps a backend's address space at 64 MB above what
+# it had (so does a careful operator's ulimit).  No
 # verify_asan_link_order=0: a server that loads the sanitized pooldiag.so
 # without the preload fails at once instead of running half-checked.
 sanitizer_asan_options() {
-	printf 'detect_leaks=0:abort_on_error=1:log_path=%s/asan\n' "$1"
+	printf 'detect_leaks=0:abort_on_error=1:quarantine_size_mb=16:log_path=%s/asan\n' "$1"
 }
 
 # sanitizer_options_c LOGDIR: C source of the compiled-in options.  UBSan's
