@@ -13,8 +13,8 @@
 # and gets that version's packages from scripts/install-deps.sh run inside
 # it, so the package list is the one the host uses.  It is cached in
 # POOLDIAG_CHROOT_CACHE (default /var/cache/pooldiag-chroots), one directory
-# per suite, and reused; each run first re-runs install-deps.sh in it, which
-# does nothing unless the package list changed.
+# per suite, and reused; when install-deps.sh has changed since, it is run
+# in the cached chroot again.
 #
 # Each run works in a throw-away overlay over the cached chroot, in a mount
 # namespace of its own: the cache stays as built, concurrent runs never see
@@ -27,9 +27,12 @@
 # Inside, the repository is copied to /root/pooldiag, and `scripts/test.sh
 # --single --pg N [OPTIONS]` runs there as root; exactly as on the host, it
 # builds in a copy owned by an unprivileged user and runs the servers and the
-# tests as that user.  Its output, ending with "N passed, N failed", is ours;
-# the exit status is its.  When it fails (or with --keep) the run's files
-# stay in the overlay's upper directory, whose path is printed.
+# tests as that user.  Next to it runs a cluster that Debian's
+# pg_createcluster made, as on an administrator's machine; the test command
+# must leave it alone (see ns_test), which counts as one more test.  The
+# output ends with "N passed, N failed"; the exit status is 0 only if all
+# passed.  When a run fails (or with --keep) its files stay in the overlay's
+# upper directory, whose path is printed.
 #
 # Options, before the version:
 #   --rebuild   build the chroot afresh even when a cached one exists
@@ -190,9 +193,65 @@ ns_main() {
 		ns_mount_system "$root"
 		rm -rf "$root/root/pooldiag"
 		copy_repo "$root/root/pooldiag"
-		in_chroot "$root" bash /root/pooldiag/scripts/test.sh --single --pg "$PD_PG_MAJOR" "$@"
+		ns_test "$root" "$@"
 		;;
 	esac
+}
+
+# ns_test ROOT ARGS...: the suite in ROOT, next to a cluster it did not
+# create.  Before the suite, Debian's own tools create and start the
+# cluster NN/sentinel, as an administrator would have one; afterwards it
+# must still run with the same postmaster, and its configuration files
+# must be unchanged: the test command leaves alone whatever it did not
+# create.  That check counts as one more test in the last line, "N passed,
+# N failed".
+ns_test() {
+	local root="$1" out rc=0 ok=0 bad=0 line
+	shift
+	local conf="/etc/postgresql/$PD_PG_MAJOR/sentinel"
+	local data="/var/lib/postgresql/$PD_PG_MAJOR/sentinel"
+	# No TCP (the host's own cluster may hold 5432); its socket is in the
+	# chroot's /var/run/postgresql.
+	in_chroot "$root" pg_createcluster "$PD_PG_MAJOR" sentinel -p 5439 \
+		-o "listen_addresses=" --start >/dev/null ||
+		pd_die "could not create and start the sentinel cluster $PD_PG_MAJOR/sentinel"
+	local pid_before sums_before
+	pid_before="$(head -n 1 "$root$data/postmaster.pid")"
+	sums_before="$(cd "$root" && sha256sum ".$conf"/*.conf ".$data/postgresql.auto.conf")"
+	pd_log "sentinel cluster $PD_PG_MAJOR/sentinel is running (postmaster $pid_before)"
+
+	out="$root/root/test-output.log"
+	in_chroot "$root" bash /root/pooldiag/scripts/test.sh --single --pg "$PD_PG_MAJOR" "$@" \
+		> >(tee "$out") 2>&1 || rc=$?
+	wait "$!" 2>/dev/null || true
+
+	local problems=() pid_after="" sums_after
+	[ ! -f "$root$data/postmaster.pid" ] || pid_after="$(head -n 1 "$root$data/postmaster.pid")"
+	if [ "$pid_after" != "$pid_before" ] || ! kill -0 "$pid_before" 2>/dev/null; then
+		problems+=("its postmaster $pid_before is gone (now: ${pid_after:-none})")
+	fi
+	sums_after="$(cd "$root" && sha256sum ".$conf"/*.conf ".$data/postgresql.auto.conf")"
+	[ "$sums_after" = "$sums_before" ] || problems+=("its configuration files changed")
+	in_chroot "$root" pg_dropcluster --stop "$PD_PG_MAJOR" sentinel >/dev/null 2>&1 || true
+
+	line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1 || true)"
+	if [ -n "$line" ]; then
+		ok="${line%% passed*}"
+		bad="${line#*passed, }"
+		bad="${bad%% failed}"
+	elif [ "$rc" -ne 0 ]; then
+		bad=1
+	fi
+	if [ "${#problems[@]}" -eq 0 ]; then
+		echo "sentinel cluster $PD_PG_MAJOR/sentinel: left alone, ok"
+		ok=$((ok + 1))
+	else
+		echo "sentinel cluster $PD_PG_MAJOR/sentinel: FAILED: ${problems[*]}"
+		bad=$((bad + 1))
+		rc=1
+	fi
+	echo "$ok passed, $bad failed"
+	return "$rc"
 }
 
 # overlay_works DIR: can this machine mount an overlay with its upper
@@ -284,7 +343,7 @@ trap 'exit 143' TERM
 # background so that our traps run at once.  Its children do not inherit the
 # lock's descriptor, so a server a test left behind cannot hold the lock.
 ns() {
-	unshare -m --propagation private bash "$0" --ns "$@" 9>&- &
+	unshare -m --propagation private bash "${BASH_SOURCE[0]}" --ns "$@" 9>&- &
 	ns_pid=$!
 	local rc=0
 	wait "$ns_pid" || rc=$?
@@ -292,35 +351,59 @@ ns() {
 	return "$rc"
 }
 
+# The packages the chroot should have are those of install-deps.sh: the
+# stamp records its checksum, and a chroot with another one is updated.
+deps_sum="$(sha256sum "$PD_ROOT/scripts/install-deps.sh" | cut -d' ' -f1)"
+chroot_current() {
+	[ "$rebuild" -eq 0 ] && [ -f "$root/$PD_CHROOT_STAMP" ] &&
+		grep -qx "deps=$deps_sum" "$root/$PD_CHROOT_STAMP"
+}
+
 # One lock per suite: building or updating the chroot excludes everything
 # else; test runs in overlays share it.
 exec 9>"$PD_CHROOT_CACHE/$suite.lock"
-flock -x 9
-
-if [ "$rebuild" -eq 1 ] || [ ! -f "$root/$PD_CHROOT_STAMP" ]; then
-	start=$SECONDS
-	for d in "$root.new" "$root"; do
-		! mounts_under "$d" || pd_die "something is mounted under $d; unmount it first"
-	done
-	rm -rf "$root.new"
-	ns build "$suite" "$root.new"
-	printf 'suite=%s\nmirror=%s\nbuilt=%s\n' "$suite" "$PD_MIRROR" "$(date -u +%FT%TZ)" \
-		>"$root.new/$PD_CHROOT_STAMP"
-	rm -rf "$root"
-	mv "$root.new" "$root"
-	pd_log "built the $suite chroot for PostgreSQL $PD_PG_MAJOR in $((SECONDS - start)) s: $root"
-else
-	pd_log "using the cached $suite chroot $root (built $(sed -n 's/^built=//p' "$root/$PD_CHROOT_STAMP"))"
-	ns deps "$root"
+flock -s 9
+if ! chroot_current; then
+	flock -u 9
+	flock -x 9
+	if [ "$rebuild" -eq 1 ] || [ ! -f "$root/$PD_CHROOT_STAMP" ]; then
+		start=$SECONDS
+		for d in "$root.new" "$root"; do
+			! mounts_under "$d" || pd_die "something is mounted under $d; unmount it first"
+		done
+		rm -rf "$root.new"
+		pd_log "building the $suite chroot for PostgreSQL $PD_PG_MAJOR (log: $root.build.log)"
+		ns build "$suite" "$root.new" >"$root.build.log" 2>&1 || {
+			tail -n 60 "$root.build.log"
+			pd_die "building the $suite chroot failed (log: $root.build.log)"
+		}
+		printf 'suite=%s\nmirror=%s\nbuilt=%s\ndeps=%s\n' "$suite" "$PD_MIRROR" \
+			"$(date -u +%FT%TZ)" "$deps_sum" >"$root.new/$PD_CHROOT_STAMP"
+		rm -rf "$root"
+		mv "$root.new" "$root"
+		rebuild=0
+		pd_log "built the $suite chroot in $((SECONDS - start)) s: $root"
+	elif ! chroot_current; then
+		pd_log "scripts/install-deps.sh changed: updating the $suite chroot (log: $root.build.log)"
+		ns deps "$root" >"$root.build.log" 2>&1 || {
+			tail -n 60 "$root.build.log"
+			pd_die "updating the $suite chroot failed (log: $root.build.log)"
+		}
+		sed -i "s/^deps=.*//; /^$/d" "$root/$PD_CHROOT_STAMP"
+		echo "deps=$deps_sum" >>"$root/$PD_CHROOT_STAMP"
+	fi
+	flock -s 9
 fi
+pd_log "using the $suite chroot $root (built $(sed -n 's/^built=//p' "$root/$PD_CHROOT_STAMP"))"
 
 [ "$prepare_only" -eq 0 ] || exit 0
 
 if overlay_works "$PD_CHROOT_CACHE"; then
 	run="$(mktemp -d "$PD_CHROOT_CACHE/run-$suite.XXXXXX")"
-	flock -s 9
 else
 	pd_warn "overlayfs is not available under $PD_CHROOT_CACHE: running in the cached chroot itself, one run at a time"
+	flock -u 9
+	flock -x 9
 	run=-
 fi
 

@@ -42,8 +42,10 @@
 # modules and pgbench ship in postgresql-NN itself.
 #
 # Options:
-#   --chroot-tools   also install debootstrap, which scripts/chroot.sh needs
-#                    to build the chroots for the other PostgreSQL versions
+#   --chroot-tools   also install debootstrap, which scripts/chroot.sh and
+#                    scripts/test-package.sh need to build their chroots, and
+#                    iproute2 (ip), with which test-package.sh gives its
+#                    servers a network namespace of their own
 #   --no-pg          install no PostgreSQL packages (with --chroot-tools: a
 #                    machine that tests only in chroots)
 set -euo pipefail
@@ -87,7 +89,7 @@ if [ "$with_pg" -eq 1 ]; then
 	fi
 fi
 if [ "$chroot_tools" -eq 1 ]; then
-	PACKAGES+=(debootstrap)
+	PACKAGES+=(debootstrap iproute2)
 fi
 
 # Print the packages of PACKAGES that are not fully installed.
@@ -123,6 +125,7 @@ fi
 
 if [ "$with_pg" -eq 0 ]; then
 	command -v debootstrap >/dev/null || pd_die "debootstrap missing"
+	[ "$chroot_tools" -eq 0 ] || command -v ip >/dev/null || pd_die "ip missing (iproute2)"
 	exit 0
 fi
 

@@ -7,28 +7,40 @@
 #
 # Everything here targets Debian with PostgreSQL from Debian's own archive:
 # 15 on Debian 12 (bookworm), the machine the scripts run on, and 17 and 18 in
-# Debian 13 (trixie) and sid chroots that scripts/chroot.sh builds.
+# the Debian 13 (trixie) and sid chroots that scripts/chroot.sh builds.
 
-# The PostgreSQL major version to build and test against.  Package names and
-# paths all follow from it; scripts/test.sh sets POOLDIAG_PG_MAJOR from its
-# --pg option before it runs a version.
-PD_PG_MAJOR="${POOLDIAG_PG_MAJOR:-15}"
-case "$PD_PG_MAJOR" in
-15 | 16 | 17 | 18) ;;
-*)
-	printf 'ERROR: unsupported PostgreSQL major version: %s (15, 16, 17 or 18)\n' "$PD_PG_MAJOR" >&2
-	exit 1
-	;;
-esac
-
+# The PostgreSQL major version to build and test against: POOLDIAG_PG_MAJOR,
+# default 15.  Package names and paths all follow from it; scripts/test.sh
+# selects it with its --pg option.
+#
 # The extension is built against the server's own pg_config.  /usr/bin/pg_config
 # is a wrapper (from libpq-dev / postgresql-common) that picks the newest
 # server-dev it finds, or libpq's pg_config when none is installed; it is not
 # pinned to a version, so never rely on PATH.  POOLDIAG_PG_CONFIG overrides
 # this on purpose; an inherited PG_CONFIG does not, because a stray one from a
 # developer's shell silently builds against the wrong server.
-PG_CONFIG="${POOLDIAG_PG_CONFIG:-/usr/lib/postgresql/${PD_PG_MAJOR}/bin/pg_config}"
-PD_PG_BINDIR="$(dirname "$PG_CONFIG")"
+#
+# pd_set_pg_major N: select version N (sets PD_PG_MAJOR, PG_CONFIG and
+# PD_PG_BINDIR, and exports POOLDIAG_PG_MAJOR for the scripts we run).
+pd_set_pg_major() {
+	case "$1" in
+	15 | 16 | 17 | 18) ;;
+	*)
+		printf 'ERROR: unsupported PostgreSQL major version: %s (15, 16, 17 or 18)\n' "$1" >&2
+		exit 1
+		;;
+	esac
+	PD_PG_MAJOR="$1"
+	export POOLDIAG_PG_MAJOR="$1"
+	PG_CONFIG="${POOLDIAG_PG_CONFIG:-/usr/lib/postgresql/${PD_PG_MAJOR}/bin/pg_config}"
+	PD_PG_BINDIR="$(dirname "$PG_CONFIG")"
+}
+pd_set_pg_major "${POOLDIAG_PG_MAJOR:-15}"
+
+# Compiler options of every build: warnings are bugs here.  scripts/test.sh
+# --sanitize adds the sanitizers, and make variables in PD_MAKE_ARGS.
+PD_COPT="-Werror"
+PD_MAKE_ARGS=()
 
 # pd_pg_suite MAJOR: the Debian suite whose own archive ships PostgreSQL
 # MAJOR, or nothing when none does (16 is in no Debian suite).
@@ -159,8 +171,8 @@ pd_copy_tree() {
 	chown -R "$PD_TEST_USER:$PD_TEST_USER" "$dest"
 }
 
-# pd_build_install DIR: compile DIR as the test user with -Werror (warnings
-# are bugs here), then install the result into a private copy of the
+# pd_build_install DIR: compile DIR as the test user with COPT=$PD_COPT
+# (-Werror: warnings are bugs here), then install the result into a private copy of the
 # PostgreSQL installation under DIR/pginst, never into the system's
 # directories.  PostgreSQL finds its lib and share directories relative to
 # its own executable, so a copy of Debian's bin/lib/share trees is a complete
@@ -172,16 +184,17 @@ pd_build_install() {
 	local dir="$1" inst="$1/pginst" libdir sharedir
 	libdir="$(dirname "$PD_PG_BINDIR")"
 	sharedir="$("$PG_CONFIG" --sharedir)"
-	pd_log "building pooldiag in $dir (COPT=-Werror)"
-	PD_HOME="$dir" pd_as_test_user make -C "$dir" -j2 PG_CONFIG="$PG_CONFIG" COPT=-Werror || return 1
+	pd_log "building pooldiag in $dir against PostgreSQL $PD_PG_MAJOR (COPT=$PD_COPT)"
+	PD_HOME="$dir" pd_as_test_user make -C "$dir" -j2 PG_CONFIG="$PG_CONFIG" COPT="$PD_COPT" \
+		${PD_MAKE_ARGS[@]+"${PD_MAKE_ARGS[@]}"} || return 1
 	mkdir -p "$inst$libdir" "$inst$sharedir"
 	cp -a "$libdir/." "$inst$libdir/"
 	cp -a "$sharedir/." "$inst$sharedir/"
 	chown -R "$PD_TEST_USER:$PD_TEST_USER" "$inst"
 	PD_BINDIR="$inst$PD_PG_BINDIR"
 	pd_log "installing pooldiag into the private installation $inst"
-	PD_HOME="$dir" pd_as_test_user make -C "$dir" PG_CONFIG="$PG_CONFIG" COPT=-Werror \
-		DESTDIR="$inst" install || return 1
+	PD_HOME="$dir" pd_as_test_user make -C "$dir" PG_CONFIG="$PG_CONFIG" COPT="$PD_COPT" \
+		${PD_MAKE_ARGS[@]+"${PD_MAKE_ARGS[@]}"} DESTDIR="$inst" install || return 1
 }
 
 # pd_stop_clusters DIR: immediately stop every postmaster whose data directory

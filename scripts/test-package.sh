@@ -10,7 +10,8 @@
 # PostgreSQL.  NN below is that version.
 #
 #   1. Base: a minimal Debian (debootstrap --variant=minbase), made once and
-#      cached in /var/cache/pooldiag-chroots/SUITE-pkg/base; downloaded
+#      cached in /var/cache/pooldiag-chroots/SUITE-pkg/base (the directory is
+#      POOLDIAG_CHROOT_CACHE if set, as for scripts/chroot.sh); downloaded
 #      packages are cached beside it in archives/.  Every step below works in
 #      a fresh copy of it under a mktemp dir, which is removed at the end.
 #   2. Build: in one copy, the README's lines for building the package run in
@@ -31,9 +32,11 @@
 #   4. Leave alone (15 only: the README's demo and test commands are for
 #      Debian 12): in that chroot, with the test dependencies installed,
 #      15/main is recreated with pg_createcluster and started; the README's
-#      demo and test commands run; 15/main must still run with the same
-#      postmaster, its configuration files and postgresql.auto.conf must be
-#      unchanged, and the package's installed files untouched (dpkg --verify).
+#      demo command and its test command for 15 (scripts/test.sh --pg 15:
+#      install-deps.sh, build, both suites) run; 15/main must still run with
+#      the same postmaster, its configuration files (start.conf among them)
+#      and postgresql.auto.conf must be unchanged, and the package's
+#      installed files untouched (dpkg --verify).
 #   5. Source recipe: in a third copy, the README's recipe for NN from source
 #      (make PG_CONFIG=/usr/lib/postgresql/NN/bin/pg_config install), then
 #      configured and checked as in step 3.
@@ -59,8 +62,8 @@
 #   --skip-deps        do not apt-get install the host's tools (debootstrap,
 #                      iproute2); fail if they are missing
 #   --no-leave-alone   skip step 4 (most of the run time)
-#   --regress-only     in step 4, run `scripts/test.sh --regress-only`
-#                      instead of the whole test command
+#   --regress-only     in step 4, run `scripts/test.sh --pg 15 --regress-only`
+#                      instead of the whole suite (`scripts/test.sh --pg 15`)
 #   --refresh          make the cached base chroot anew
 #   --keep             keep the work dir (chroots, packages, logs)
 #   -h, --help         this text
@@ -80,7 +83,11 @@ if [ -n "${POOLDIAG_IN_PACKAGE_TEST:-}" ]; then
 	exit 0
 fi
 
-skip_deps=0 leave_alone=1 inner_test=(scripts/test.sh) refresh=0 keep=0
+# The test command as the README gives it, for PostgreSQL 15 only: the rest of
+# its matrix runs in chroots of its own (scripts/chroot.sh), which this
+# step's network namespace cannot download, and which check by themselves
+# that a cluster they did not create is left alone.
+skip_deps=0 leave_alone=1 inner_test=(scripts/test.sh --pg 15) refresh=0 keep=0
 PKG_PG_MAJOR=15
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -92,7 +99,7 @@ while [ $# -gt 0 ]; do
 	--pg=*) PKG_PG_MAJOR="${1#--pg=}" ;;
 	--skip-deps) skip_deps=1 ;;
 	--no-leave-alone) leave_alone=0 ;;
-	--regress-only) inner_test=(scripts/test.sh --regress-only) ;;
+	--regress-only) inner_test=(scripts/test.sh --pg 15 --regress-only) ;;
 	--refresh) refresh=1 ;;
 	--keep) keep=1 ;;
 	-h | --help)
@@ -120,8 +127,9 @@ esac
 MIRROR=http://deb.debian.org/debian
 SECURITY_MIRROR=http://deb.debian.org/debian-security
 # scripts/chroot.sh keeps its trixie and sid chroots in
-# /var/cache/pooldiag-chroots; this script uses only SUITE-pkg there.
-CACHE=/var/cache/pooldiag-chroots/$SUITE-pkg
+# /var/cache/pooldiag-chroots (or POOLDIAG_CHROOT_CACHE); this script uses
+# only SUITE-pkg there.
+CACHE="${POOLDIAG_CHROOT_CACHE:-/var/cache/pooldiag-chroots}/$SUITE-pkg"
 BASE="$CACHE/base"
 ARCHIVES="$CACHE/archives"
 PKG_NAME="postgresql-$PKG_PG_MAJOR-pooldiag"

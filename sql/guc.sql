@@ -23,8 +23,16 @@ RESET pooldiag.leak_threshold;
 SELECT idle_timeout, leak_threshold FROM pooldiag.sessions
 WHERE pid = pg_backend_pid();
 
--- Out of range or malformed values are refused with the usual GUC errors.
+-- Out of range or malformed values are refused with the usual GUC errors,
+-- and the old value stays.  (The range error of a setting with a unit is
+-- shown by its SQLSTATE only: from 17 on, its message prints the unit with
+-- the bounds.)
+SET pooldiag.idle_timeout = '5min';
+\set VERBOSITY sqlstate
 SET pooldiag.idle_timeout = '-1';
+\set VERBOSITY default
+SHOW pooldiag.idle_timeout;
+RESET pooldiag.idle_timeout;
 SET pooldiag.log_checkouts = 'some';
 ALTER SYSTEM SET pooldiag.lifetime_jitter = 0.7;
 ALTER SYSTEM SET pooldiag.lifetime_jitter = -0.1;

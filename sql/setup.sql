@@ -14,12 +14,18 @@ SELECT n.nspowner = e.extowner AS schema_owned_by_extension_owner,
 FROM pg_extension e, pg_namespace n
 WHERE e.extname = 'pooldiag' AND n.nspname = 'pooldiag';
 
--- Every object the extension owns.
+-- Every object the extension owns.  (From 17 on, the row types of its
+-- table and views, and their array types, are members too; they are left
+-- out, so that every version lists the objects the script creates.)
 SELECT pg_describe_object(classid, objid, objsubid) AS object
 FROM pg_depend
 WHERE refclassid = 'pg_extension'::regclass
   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pooldiag')
   AND deptype = 'e'
+  AND NOT (classid = 'pg_type'::regclass
+           AND objid IN (SELECT t.oid FROM pg_type t
+                         LEFT JOIN pg_type e ON e.oid = t.typelem
+                         WHERE t.typrelid <> 0 OR e.typrelid <> 0))
 ORDER BY 1;
 
 -- Every function states its volatility, strictness and parallel safety.
