@@ -80,7 +80,10 @@ FROM pooldiag.sessions WHERE pid = pg_backend_pid();
 SET pooldiag.client_pool_size = -1;
 SET pooldiag.client_pool_size = 262144;
 SET pooldiag.client_max_overflow = 99999999999;
+-- (a setting with a unit: its range error by SQLSTATE, as above)
+\set VERBOSITY sqlstate
 SET pooldiag.client_pool_timeout = '-5s';
+\set VERBOSITY default
 SET pooldiag.client_recycle = '100d';
 SET pooldiag.client_pool_size = 'five';
 -- A name longer than 63 bytes is cut at a character: here after the 62
