@@ -74,7 +74,7 @@ in_chroot() {
 		HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive
 		"POOLDIAG_PG_MAJOR=$PD_PG_MAJOR")
 	for v in PG_TEST_TIMEOUT_DEFAULT PG_TEST_NOCLEAN PG_TEST_EXTRA PROVE_FLAGS CI TERM \
-		POOLDIAG_TEST_PHASE_TIMEOUT; do
+		POOLDIAG_TEST_PHASE_TIMEOUT NODE_EXTRA_CA_CERTS; do
 		if [ -n "${!v:-}" ]; then envv+=("$v=${!v}"); fi
 	done
 	chroot "$root" /usr/bin/env -i "${envv[@]}" "$@" &
@@ -100,6 +100,21 @@ ns_mount_system() {
 	ns_mounted=("$root/dev/pts" "${ns_mounted[@]}")
 	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
 	ns_mounted=("$root/dev/shm" "${ns_mounted[@]}")
+}
+
+# ns_mount_trust ROOT: the host's certificate bundle, read-only, in place of
+# the chroot's.  A network that reaches registries through a proxy with its
+# own certificate authority (as in CI, where npm's registry is reached that
+# way) is trusted inside as it is outside; t/102 runs npm install there.
+# Debian's nodejs, npm and apt read /etc/ssl/certs/ca-certificates.crt.
+ns_mount_trust() {
+	local root="$1" bundle=/etc/ssl/certs/ca-certificates.crt
+	[ -f "$bundle" ] || return 0
+	mkdir -p "$root/etc/ssl/certs"
+	[ -e "$root$bundle" ] || : >"$root$bundle"
+	mount --bind "$bundle" "$root$bundle"
+	mount -o remount,bind,ro "$root$bundle"
+	ns_mounted=("$root$bundle" "${ns_mounted[@]}")
 }
 
 # shellcheck disable=SC2317 # run by the EXIT trap
@@ -191,6 +206,7 @@ ns_main() {
 			root="$run/root"
 		fi
 		ns_mount_system "$root"
+		ns_mount_trust "$root"
 		rm -rf "$root/root/pooldiag"
 		copy_repo "$root/root/pooldiag"
 		ns_test "$root" "$@"

@@ -135,7 +135,8 @@ pd_test_user_argv() {
 	# Port reservations in one directory for every run on this machine, so
 	# that concurrent runs never pick the same port.
 	PD_ARGV+=("PG_TEST_PORT_DIR=${PG_TEST_PORT_DIR:-/tmp/pooldiag-test-ports}")
-	for v in PG_TEST_TIMEOUT_DEFAULT PG_TEST_NOCLEAN PG_TEST_EXTRA PROVE_FLAGS CI TERM; do
+	for v in PG_TEST_TIMEOUT_DEFAULT PG_TEST_NOCLEAN PG_TEST_EXTRA PROVE_FLAGS CI TERM \
+		NODE_EXTRA_CA_CERTS; do
 		if [ -n "${!v:-}" ]; then PD_ARGV+=("$v=${!v}"); fi
 	done
 	PD_ARGV+=("$@")
