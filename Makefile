@@ -12,7 +12,8 @@ OBJS = \
 	src/policy.o \
 	src/views.o \
 	src/sanitize.o \
-	src/fold.o
+	src/fold.o \
+	src/pools.o
 
 EXTENSION = pooldiag
 DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql
