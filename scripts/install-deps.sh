@@ -21,6 +21,23 @@
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Utils
 #   perl                      prove (the TAP harness) and Test::More
 #   gdb                       t/062 injects a fault into a backend with it
+# and the real connection pools that t/100-t/104 (the README's "Recipes for
+# connection pools") drive against a scratch cluster:
+#   python3-sqlalchemy, python3-psycopg2     SQLAlchemy's QueuePool (t/100)
+#   python3-psycopg-pool                     psycopg 3 and psycopg_pool (t/101)
+#   libhikaricp-java, libpostgresql-jdbc-java, default-jdk-headless
+#                             HikariCP with pgjdbc (t/103); libhikaricp-java
+#                             depends on libslf4j-java, whose slf4j-simple
+#                             binding prints HikariCP's log; libpgjava is
+#                             only a virtual name that
+#                             libpostgresql-jdbc-java provides
+#   pgbouncer                 the test starts its own, in transaction mode, on
+#                             a port and socket of its own (t/104); whatever
+#                             Debian's own pgbouncer service does is left as
+#                             it is, and never used
+#   nodejs, npm               only when node or npm is missing: node-postgres
+#                             itself (npm `pg`) is installed by t/102 at test
+#                             time into its own directory, as the test user
 # postgresql-contrib is not needed: it is only a metapackage, the contrib
 # modules and pgbench ship in postgresql-NN itself.
 #
@@ -55,7 +72,19 @@ if [ "$with_pg" -eq 1 ]; then
 		libipc-run-perl
 		perl
 		gdb
+		python3-sqlalchemy
+		python3-psycopg2
+		python3-psycopg-pool
+		libhikaricp-java
+		libpostgresql-jdbc-java
+		default-jdk-headless
+		pgbouncer
 	)
+	# A machine may have Node.js from elsewhere (it then has npm too);
+	# Debian's own packages only when a command is missing.
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+		PACKAGES+=(nodejs npm)
+	fi
 fi
 if [ "$chroot_tools" -eq 1 ]; then
 	PACKAGES+=(debootstrap)
