@@ -190,3 +190,13 @@ pgd_define_declared_settings(void)
 							   PGC_USERSET, 0,
 							   NULL, pgd_assign_instance, NULL);
 }
+
+/*
+ * The pool name this session declares, "" when none: what pools.c keys the
+ * session's pool on (it may run before pgd_declared_publish_at_connect()).
+ */
+const char *
+pgd_declared_pool_name(void)
+{
+	return pgd_declared_local.pool;
+}

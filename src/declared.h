@@ -11,5 +11,6 @@
 
 extern void pgd_define_declared_settings(void);
 extern void pgd_declared_publish_at_connect(void);
+extern const char *pgd_declared_pool_name(void);
 
 #endif							/* POOLDIAG_DECLARED_H */

@@ -16,6 +16,9 @@
 #include "utils/timestamp.h"
 
 #include "event_ring.h"
+#include "pools.h"
+
+struct PGPROC;
 
 /* The per-session settings the worker enforces; see policy.c. */
 typedef enum PgdPolicySetting
@@ -109,6 +112,11 @@ typedef struct PgdSlot
 	PgBackendStatus *beentry;	/* core's entry: state, application_name */
 	struct PGPROC *proc;		/* core's PGPROC: wait_event_info */
 
+	/* The session's pool (pools.c); written at connect and pool change. */
+	int			pool_index;		/* -1: none */
+	uint32		pool_generation;	/* the entry's, when the session joined */
+	uint32		instance_hash;	/* of declared.instance; the idle-leak rule */
+
 	/* Checkout accounting, written by the owner only. */
 	int64		checkouts;
 	TimestampTz checkout_start; /* 0 while not checked out */
@@ -135,6 +143,14 @@ typedef struct PgdSlot
 	 * the slot up to drain_serial, does not copy it.
 	 */
 	PgdDeclaredPool declared;
+
+	/*
+	 * The owner's checkouts since pooldiag.reset(), not yet folded into its
+	 * pool (pools.c).  Under the change count like the fields above, but
+	 * copied only by pgd_registry_read_hold(): the enforcer's scan does not
+	 * need these 1.2 kB.
+	 */
+	PgdHoldStats hold;
 } PgdSlot;
 
 /*
@@ -168,6 +184,7 @@ extern void pgd_registry_detach(void);
 extern void pgd_registry_begin_checkout(TimestampTz start);
 extern void pgd_registry_end_checkout(TimestampTz end);
 extern void pgd_registry_publish_policy(const PgdSessionPolicy *policy);
+extern void pgd_registry_set_pool(int index, uint32 generation);
 extern void pgd_registry_publish_declared(const PgdDeclaredPool *declared);
 
 /* Reader side: any process. */
@@ -178,6 +195,7 @@ extern bool pgd_registry_read_declared(const PgdSessionSnapshot *snap,
 									   PgdDeclaredPool *declared);
 extern uint32 pgd_registry_wait_event_info(const PgdSessionSnapshot *snap);
 extern PgdSlot *pgd_registry_slot(int index);
+extern bool pgd_registry_read_hold(int index, uint64 serial, PgdHoldStats *hold);
 
 /* Cross-process requests, keyed by session serial. */
 extern bool pgd_registry_request_drain(int index, uint64 serial);
