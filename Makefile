@@ -12,14 +12,15 @@ OBJS = \
 	src/policy.o \
 	src/views.o \
 	src/sanitize.o \
-	src/fold.o
+	src/fold.o \
+	src/capacity.o
 
 EXTENSION = pooldiag
-DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql
+DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql pooldiag--1.1--1.2.sql
 PGFILEDESC = "pooldiag - connection hygiene for pooled applications"
 
 # pg_regress runs against a private cluster that preloads pooldiag.
-REGRESS = setup sessions guc privileges events policy versions comments
+REGRESS = setup sessions guc privileges events policy versions capacity comments
 REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=./tmp_check
 
 TAP_TESTS = 1

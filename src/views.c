@@ -2,8 +2,8 @@
  *
  * views.c
  *		SQL-callable functions: the set-returning functions behind
- *		pooldiag.sessions, pooldiag.health and pooldiag.recent_events(),
- *		and pooldiag.drain().
+ *		pooldiag.sessions, pooldiag.health, pooldiag.recent_events(),
+ *		pooldiag.capacity and pooldiag.metrics(), and pooldiag.drain().
  *
  * Privacy follows pg_stat_activity: every role sees that a session exists,
  * with its pid, database and role; the rest of the row (application_name,
@@ -39,6 +39,7 @@
 #include "utils/regproc.h"
 #include "utils/timestamp.h"
 
+#include "capacity.h"
 #include "compat.h"
 #include "event_ring.h"
 #include "flush.h"
@@ -53,6 +54,8 @@ PG_FUNCTION_INFO_V1(pooldiag_sessions);
 PG_FUNCTION_INFO_V1(pooldiag_health);
 PG_FUNCTION_INFO_V1(pooldiag_recent_events);
 PG_FUNCTION_INFO_V1(pooldiag_drain);
+PG_FUNCTION_INFO_V1(pooldiag_capacity);
+PG_FUNCTION_INFO_V1(pooldiag_rejection_counts);
 
 #define PGD_SESSIONS_COLS	24
 /*
@@ -438,4 +441,67 @@ pooldiag_drain(PG_FUNCTION_ARGS)
 	if (marked > 0)
 		pgd_worker_wake();
 	PG_RETURN_INT32(marked);
+}
+
+/*
+ * pooldiag.get_capacity(): one row of server-wide connection numbers (see
+ * capacity.c), the part of view pooldiag.capacity that only shared memory
+ * knows.  No per-session detail: nothing private to hide.
+ */
+#define PGD_CAPACITY_COLS	10
+
+Datum
+pooldiag_capacity(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[PGD_CAPACITY_COLS];
+	bool		nulls[PGD_CAPACITY_COLS];
+	PgdCapacity cap;
+
+	pgd_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	pgd_check_result_columns(fcinfo, tupdesc, PGD_CAPACITY_COLS);
+
+	pgd_capacity_read(&cap);
+	memset(nulls, false, sizeof(nulls));
+	values[0] = Int32GetDatum(cap.max_connections);
+	values[1] = Int32GetDatum(cap.reserved_connections);
+	values[2] = Int32GetDatum(cap.slots);
+	values[3] = Int32GetDatum(cap.in_use);
+	values[4] = Int32GetDatum(cap.peak_in_use);
+	pgd_set_timestamp(values, nulls, 5, cap.peak_at);
+	pgd_set_timestamp(values, nulls, 6, cap.peak_since);
+	values[7] = Float8GetDatum(pgd_saturation_warning);
+	values[8] = Int64GetDatum((int64) cap.saturation_events);
+	pgd_set_timestamp(values, nulls, 9, cap.last_saturation);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * pooldiag.get_rejection_counts(): refused connection attempts since the
+ * server started, one row per reason (zeros included, so that a monitoring
+ * system sees every series from the start).
+ */
+Datum
+pooldiag_rejection_counts(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	pgd_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, 2);
+
+	for (int r = PGD_R_TOO_MANY_CONNECTIONS;
+		 r < PGD_R_TOO_MANY_CONNECTIONS + PGD_NUM_REJECTION_REASONS; r++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(pgd_reason_name((uint8) r));
+		values[1] = Int64GetDatum((int64) pgd_capacity_rejections((uint8) r));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

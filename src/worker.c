@@ -78,6 +78,7 @@
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
 
+#include "capacity.h"
 #include "compat.h"
 #include "event_ring.h"
 #include "hooks.h"
@@ -787,6 +788,7 @@ pgd_enforcer_main(Datum main_arg)
 		pgd_enforcer_process_interrupts();
 
 		next_wake = pgd_enforce();
+		pgd_capacity_check_saturation(GetCurrentTimestamp());
 		pgd_answer_database_check();
 
 		now = GetCurrentTimestamp();

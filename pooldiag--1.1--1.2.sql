@@ -1,0 +1,273 @@
+/* pooldiag--1.1--1.2.sql */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION pooldiag UPDATE TO '1.2'" to load this file. \quit
+
+-------------------------------------------------------------------------------
+-- Capacity and metrics (issue 8, items 4 and 7): pooldiag.capacity,
+-- pooldiag.metrics().  Kept as one section at the end of the script.
+--
+-- Operators and functions in the view and in the BEGIN ATOMIC body are bound
+-- when this script runs, with search_path set to pg_catalog, so no caller's
+-- search_path can redirect them.
+-------------------------------------------------------------------------------
+
+--
+-- Server-wide connection numbers from shared memory: slots, sessions in use,
+-- their exact peak, and the saturation events.  No per-session detail.
+--
+CREATE FUNCTION pooldiag.get_capacity(
+    OUT max_connections integer,
+    OUT reserved_connections integer,
+    OUT slots integer,
+    OUT in_use integer,
+    OUT peak_in_use integer,
+    OUT peak_at timestamptz,
+    OUT peak_since timestamptz,
+    OUT saturation_warning double precision,
+    OUT saturation_events bigint,
+    OUT last_saturation timestamptz
+)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pooldiag_capacity'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+-- Refused connection attempts since the server started, by reason.
+CREATE FUNCTION pooldiag.get_rejection_counts(
+    OUT reason text,
+    OUT attempts bigint
+)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pooldiag_rejection_counts'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+--
+-- pooldiag.capacity: one "server" row, then a row per database and per role
+-- that has a connection limit (superuser roles, to which role limits do not
+-- apply, are left out).  The declared sizes of client pools are summed per
+-- scope in the CTE "declared": one row per (scope, name) with the number of
+-- declared instances, the sum of their pool_size + max_overflow, and the
+-- terms of that sum for "detail".
+--
+CREATE VIEW pooldiag.capacity AS
+WITH cap AS (
+    SELECT * FROM pooldiag.get_capacity()
+), sessions AS (
+    SELECT s.datname, s.usename FROM pooldiag.get_sessions() s
+), declared(scope, name, declared_instances, declared_max, terms) AS (
+    SELECT NULL::text, NULL::name, NULL::integer, NULL::bigint, NULL::text
+    WHERE false
+), scopes AS (
+    SELECT 'server'::text AS scope, NULL::name AS name,
+           cap.slots, cap.in_use, cap.peak_in_use, cap.peak_at
+    FROM cap
+    UNION ALL
+    SELECT 'database', d.datname, d.datconnlimit,
+           (SELECT count(*)::integer FROM sessions s
+            WHERE s.datname = d.datname),
+           NULL, NULL
+    FROM pg_catalog.pg_database d
+    WHERE d.datconnlimit >= 0
+    UNION ALL
+    SELECT 'role', r.rolname, r.rolconnlimit,
+           (SELECT count(*)::integer FROM sessions s
+            WHERE s.usename = r.rolname),
+           NULL, NULL
+    FROM pg_catalog.pg_roles r
+    WHERE r.rolconnlimit >= 0 AND NOT r.rolsuper
+)
+SELECT s.scope, s.name, s.slots, s.in_use, s.peak_in_use, s.peak_at,
+       CASE WHEN s.slots > 0
+            THEN s.in_use::double precision / s.slots
+       END AS usage,
+       -- The enforcer's rule (capacity.c): at least ceil(warning × slots)
+       -- sessions, the epsilon keeping 0.7 × 10 at 7.
+       CASE WHEN cap.saturation_warning > 0
+            THEN s.in_use >= greatest(ceil(cap.saturation_warning * s.slots - 1e-9), 1)
+            ELSE false
+       END AS near_exhaustion,
+       coalesce(d.declared_instances, 0) AS declared_instances,
+       coalesce(d.declared_max, 0) AS declared_max,
+       coalesce(d.declared_max > s.slots, false) AS oversubscribed,
+       d.terms || ' = ' || d.declared_max
+           ||
+           CASE WHEN d.declared_max > s.slots
+                THEN ' > ' ELSE ' <= ' END
+           || s.slots || ' slots'
+       AS detail
+FROM scopes s
+CROSS JOIN cap
+LEFT JOIN declared d
+  ON d.scope = s.scope
+ AND d.name IS NOT DISTINCT FROM s.name
+ORDER BY s.scope <> 'server', s.scope, s.name;
+
+REVOKE ALL ON FUNCTION pooldiag.get_capacity() FROM PUBLIC;
+REVOKE ALL ON FUNCTION pooldiag.get_rejection_counts() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pooldiag.get_capacity() TO pg_monitor;
+GRANT EXECUTE ON FUNCTION pooldiag.get_rejection_counts() TO pg_monitor;
+GRANT SELECT ON pooldiag.capacity TO pg_monitor;
+
+--
+-- pooldiag.metrics(): everything above and in pooldiag.health as one text in
+-- the Prometheus text exposition format (version 0.0.4), for a scraper that
+-- runs SQL (see contrib/prometheus-postgres-exporter/ for one that maps
+-- columns instead).  Label values are escaped as the format requires:
+-- backslash, double quote and newline become \\, \" and \n.
+--
+CREATE FUNCTION pooldiag.prometheus_label(value text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN '"' || replace(replace(replace(value, E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') || '"';
+
+CREATE FUNCTION pooldiag.metrics()
+RETURNS text
+LANGUAGE sql VOLATILE STRICT PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+WITH cap AS (
+    SELECT * FROM pooldiag.get_capacity()
+), server AS (
+    SELECT * FROM pooldiag.capacity WHERE scope = 'server'
+), health AS (
+    SELECT * FROM pooldiag.get_health()
+), families(ord, family, type, help) AS (VALUES
+    (100, 'pooldiag_connection_slots', 'gauge',
+     'Connection slots available to clients: max_connections minus the connections reserved for superusers (and reserved_connections from PostgreSQL 16 on).'),
+    (110, 'pooldiag_connections_in_use', 'gauge',
+     'Client sessions now, superusers'' included.'),
+    (120, 'pooldiag_connections_peak', 'gauge',
+     'Most client sessions at one moment since the server started or pooldiag.reset().'),
+    (130, 'pooldiag_saturation_warning_ratio', 'gauge',
+     'pooldiag.saturation_warning: the fraction of the slots in use from which a saturation event is recorded (0: off).'),
+    (140, 'pooldiag_saturation_events_total', 'counter',
+     'saturation events recorded since the server started.'),
+    (150, 'pooldiag_declared_instances', 'gauge',
+     'Client pool instances that declared their size (pooldiag.client_pool_size) in connected sessions.'),
+    (160, 'pooldiag_declared_max_connections', 'gauge',
+     'Sum of pool_size + max_overflow over the declared client pool instances.'),
+    (170, 'pooldiag_oversubscribed', 'gauge',
+     '1 when the declared client pools together may open more connections than there are slots.'),
+    (180, 'pooldiag_database_connection_limit', 'gauge',
+     'Connection limit of a database that has one.'),
+    (190, 'pooldiag_database_connections', 'gauge',
+     'Client sessions of a database that has a connection limit.'),
+    (200, 'pooldiag_role_connection_limit', 'gauge',
+     'Connection limit of a role that has one (superusers excepted).'),
+    (210, 'pooldiag_role_connections', 'gauge',
+     'Client sessions of a role that has a connection limit.'),
+    (300, 'pooldiag_rejected_connections_total', 'counter',
+     'Refused connection attempts since the server started, by reason.'),
+    (400, 'pooldiag_events_queued', 'gauge',
+     'Events in the shared-memory queue, not yet written.'),
+    (410, 'pooldiag_events_written_total', 'counter',
+     'Events written to pooldiag.events since the server started.'),
+    (420, 'pooldiag_events_dropped_total', 'counter',
+     'Events lost because the queue was full; raise pooldiag.event_buffer_size if this grows.'),
+    (430, 'pooldiag_events_discarded_total', 'counter',
+     'Events retired unwritten on a hot standby.'),
+    (440, 'pooldiag_events_lost_in_crash_total', 'counter',
+     'Events still queued when shared memory was re-created after a crash.'),
+    (450, 'pooldiag_terminations_total', 'counter',
+     'Sessions the enforcer closed since the server started.'),
+    (460, 'pooldiag_would_terminations_total', 'counter',
+     'would_terminate events recorded under pooldiag.dry_run since the server started.'),
+    (470, 'pooldiag_leak_suspects_total', 'counter',
+     'leak_suspect events recorded since the server started.'),
+    (480, 'pooldiag_enforcer_scans_total', 'counter',
+     'Enforcement scans since the server started.'),
+    (490, 'pooldiag_enforcer_max_lateness_seconds', 'gauge',
+     'Largest delay between a deadline and the close it caused since the server started.'),
+    (500, 'pooldiag_worker_running', 'gauge',
+     '1 while the background worker is running.')
+), samples(family, suffix, labels, value) AS (
+    SELECT 'pooldiag_connection_slots', '', NULL, slots::text FROM cap
+    UNION ALL SELECT 'pooldiag_connections_in_use', '', NULL, in_use::text FROM cap
+    UNION ALL SELECT 'pooldiag_connections_peak', '', NULL, peak_in_use::text FROM cap
+    UNION ALL SELECT 'pooldiag_saturation_warning_ratio', '', NULL, saturation_warning::text FROM cap
+    UNION ALL SELECT 'pooldiag_saturation_events_total', '', NULL, saturation_events::text FROM cap
+    UNION ALL SELECT 'pooldiag_declared_instances', '', NULL, declared_instances::text FROM server
+    UNION ALL SELECT 'pooldiag_declared_max_connections', '', NULL, declared_max::text FROM server
+    UNION ALL SELECT 'pooldiag_oversubscribed', '', NULL, oversubscribed::integer::text FROM server
+    UNION ALL
+    SELECT CASE c.scope WHEN 'database' THEN 'pooldiag_database_connection_limit'
+                        ELSE 'pooldiag_role_connection_limit' END,
+           '', CASE c.scope WHEN 'database' THEN 'datname' ELSE 'usename' END
+               || '=' || pooldiag.prometheus_label(c.name), c.slots::text
+    FROM pooldiag.capacity c WHERE c.scope <> 'server'
+    UNION ALL
+    SELECT CASE c.scope WHEN 'database' THEN 'pooldiag_database_connections'
+                        ELSE 'pooldiag_role_connections' END,
+           '', CASE c.scope WHEN 'database' THEN 'datname' ELSE 'usename' END
+               || '=' || pooldiag.prometheus_label(c.name), c.in_use::text
+    FROM pooldiag.capacity c WHERE c.scope <> 'server'
+    UNION ALL
+    SELECT 'pooldiag_rejected_connections_total', '',
+           'reason=' || pooldiag.prometheus_label(r.reason), r.attempts::text
+    FROM pooldiag.get_rejection_counts() r
+    UNION ALL SELECT 'pooldiag_events_queued', '', NULL, events_queued::text FROM health
+    UNION ALL SELECT 'pooldiag_events_written_total', '', NULL, events_written::text FROM health
+    UNION ALL SELECT 'pooldiag_events_dropped_total', '', NULL, events_dropped::text FROM health
+    UNION ALL SELECT 'pooldiag_events_discarded_total', '', NULL, events_discarded::text FROM health
+    UNION ALL SELECT 'pooldiag_events_lost_in_crash_total', '', NULL, events_lost_in_crash::text FROM health
+    UNION ALL SELECT 'pooldiag_terminations_total', '', NULL, terminations::text FROM health
+    UNION ALL SELECT 'pooldiag_would_terminations_total', '', NULL, would_terminations::text FROM health
+    UNION ALL SELECT 'pooldiag_leak_suspects_total', '', NULL, leak_suspects::text FROM health
+    UNION ALL SELECT 'pooldiag_enforcer_scans_total', '', NULL, scans::text FROM health
+    UNION ALL
+    SELECT 'pooldiag_enforcer_max_lateness_seconds', '', NULL,
+           coalesce(extract(epoch FROM max_lateness), 0)::double precision::text
+    FROM health
+    UNION ALL
+    SELECT 'pooldiag_worker_running', '', 'worker="enforcer"',
+           (enforcer_state = 'running')::integer::text FROM health
+    UNION ALL
+    SELECT 'pooldiag_worker_running', '', 'worker="writer"',
+           (writer_state = 'running')::integer::text FROM health
+)
+SELECT string_agg(block, '' ORDER BY ord)
+FROM (
+    SELECT f.ord,
+           '# HELP ' || f.family || ' ' || f.help || E'\n' ||
+           '# TYPE ' || f.family || ' ' || f.type || E'\n' ||
+           coalesce((SELECT string_agg(f.family || s.suffix ||
+                                       coalesce('{' || s.labels || '}', '') ||
+                                       ' ' || s.value || E'\n', ''
+                                       ORDER BY s.suffix, s.labels)
+                     FROM samples s WHERE s.family = f.family), '') AS block
+    FROM families f
+) blocks;
+END;
+
+REVOKE ALL ON FUNCTION pooldiag.metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pooldiag.metrics() TO pg_monitor;
+
+COMMENT ON FUNCTION pooldiag.get_capacity() IS
+'Server-wide connection numbers from shared memory; the function behind the server row of view pooldiag.capacity';
+COMMENT ON FUNCTION pooldiag.get_rejection_counts() IS
+'Refused connection attempts since the server started, one row per reason (too_many_connections, role_connection_limit, database_connection_limit, authentication_failed, database_does_not_exist, cannot_connect_now)';
+COMMENT ON VIEW pooldiag.capacity IS
+'Connection capacity: a server row (slots for clients, sessions in use, peak, declared client pool sizes, oversubscription), and a row per database and per non-superuser role that has a connection limit.  Readable by pg_monitor';
+COMMENT ON COLUMN pooldiag.capacity.scope IS 'server, database or role';
+COMMENT ON COLUMN pooldiag.capacity.name IS 'The database or role; NULL for the server row';
+COMMENT ON COLUMN pooldiag.capacity.slots IS
+'Connections available: for the server max_connections minus superuser_reserved_connections (and reserved_connections from 16 on); for a database or role its connection limit';
+COMMENT ON COLUMN pooldiag.capacity.in_use IS 'Client sessions now (superusers'' included in the server row)';
+COMMENT ON COLUMN pooldiag.capacity.peak_in_use IS
+'Server row: the most client sessions at one moment since the server started or pooldiag.reset(), counted at connect; NULL for other rows';
+COMMENT ON COLUMN pooldiag.capacity.peak_at IS 'When peak_in_use was reached; NULL for other rows';
+COMMENT ON COLUMN pooldiag.capacity.usage IS 'in_use / slots';
+COMMENT ON COLUMN pooldiag.capacity.near_exhaustion IS
+'True when usage is at or above pooldiag.saturation_warning (never when it is 0)';
+COMMENT ON COLUMN pooldiag.capacity.declared_instances IS
+'Client pool instances in this scope that declared their size with pooldiag.client_pool_size';
+COMMENT ON COLUMN pooldiag.capacity.declared_max IS
+'Sum of pool_size + max_overflow over those instances: the connections they may open';
+COMMENT ON COLUMN pooldiag.capacity.oversubscribed IS 'True when declared_max exceeds slots';
+COMMENT ON COLUMN pooldiag.capacity.detail IS
+'The numbers behind oversubscribed, e.g. "web: 4 instances x (5 + 10) = 60 > 47 slots"; NULL without declared pools';
+COMMENT ON FUNCTION pooldiag.prometheus_label(text) IS
+'A label value quoted and escaped for the Prometheus text format (backslash, double quote, newline); used by pooldiag.metrics()';
+COMMENT ON FUNCTION pooldiag.metrics() IS
+'pooldiag''s numbers in the Prometheus text exposition format: capacity, rejections by reason, event pipeline and enforcer counters.  Executable by pg_monitor';
