@@ -13,6 +13,7 @@ OBJS = \
 	src/views.o \
 	src/sanitize.o \
 	src/fold.o \
+	src/pools.o \
 	src/capacity.o
 
 EXTENSION = pooldiag
@@ -20,7 +21,7 @@ DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql pooldiag--1.1-
 PGFILEDESC = "pooldiag - connection hygiene for pooled applications"
 
 # pg_regress runs against a private cluster that preloads pooldiag.
-REGRESS = setup sessions guc privileges events policy versions capacity comments
+REGRESS = setup sessions guc privileges events policy pools versions capacity comments
 REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=./tmp_check
 
 TAP_TESTS = 1

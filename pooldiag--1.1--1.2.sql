@@ -3,14 +3,134 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION pooldiag UPDATE TO '1.2'" to load this file. \quit
 
--------------------------------------------------------------------------------
--- Capacity and metrics (issue 8, items 4 and 7): pooldiag.capacity,
--- pooldiag.metrics().  Kept as one section at the end of the script.
+-- ====================================================================
+-- Pools: pooldiag.pools and pooldiag.reset()
+-- ====================================================================
+
+CREATE FUNCTION pooldiag.get_pools(
+    OUT pool text,
+    OUT kind text,
+    OUT datname name,
+    OUT usename name,
+    OUT application_name text,
+    OUT client_addr inet,
+    OUT sessions integer,
+    OUT busy integer,
+    OUT idle integer,
+    OUT idle_in_transaction integer,
+    OUT waiting_on_lock integer,
+    OUT overdue integer,
+    OUT oldest_backend_start timestamptz,
+    OUT longest_checkout interval,
+    OUT longest_idle interval,
+    OUT stats_since timestamptz,
+    OUT checkouts bigint,
+    OUT peak_busy integer,
+    OUT hold_avg interval,
+    OUT hold_p50 interval,
+    OUT hold_p95 interval,
+    OUT hold_p99 interval,
+    OUT hold_max interval,
+    OUT connects bigint,
+    OUT disconnects_normal bigint,
+    OUT disconnects_client_eof bigint,
+    OUT disconnects_fatal bigint,
+    OUT disconnects_killed bigint,
+    OUT closes_idle_timeout bigint,
+    OUT closes_max_lifetime bigint,
+    OUT closes_idle_in_transaction_timeout bigint,
+    OUT closes_drain bigint,
+    OUT leak_suspects bigint,
+    OUT idle_leaks bigint,
+    OUT rejected bigint,
+    OUT declared_instances integer,
+    OUT declared_max integer,
+    OUT overflow bigint
+)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pooldiag_pools'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+CREATE VIEW pooldiag.pools AS
+    SELECT * FROM pooldiag.get_pools();
+
+GRANT SELECT ON pooldiag.pools TO PUBLIC;
+
+-- Like pg_stat_statements_reset(): superusers only, unless granted, e.g.
+--   GRANT EXECUTE ON FUNCTION pooldiag.reset() TO monitoring;
+CREATE FUNCTION pooldiag.reset()
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'pooldiag_reset'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+REVOKE ALL ON FUNCTION pooldiag.reset() FROM PUBLIC;
+
+COMMENT ON FUNCTION pooldiag.get_pools() IS
+'One row per client pool; the function behind view pooldiag.pools';
+COMMENT ON VIEW pooldiag.pools IS
+'One row per client pool: a declared pool (pooldiag.client_pool, per database and role) or else the sessions of one database, role, application_name and client address.  Live counts now, and totals since pooldiag.reset() that survive a clean restart.  Columns after usename are NULL unless the caller has the privileges of the pool''s role or of pg_read_all_stats';
+COMMENT ON COLUMN pooldiag.pools.pool IS 'Declared pool name (pooldiag.client_pool); NULL for implicit pools';
+COMMENT ON COLUMN pooldiag.pools.kind IS
+'declared, implicit, or other: the row that counts the sessions of pools that found the table full (pooldiag.max_pools)';
+COMMENT ON COLUMN pooldiag.pools.datname IS 'Database of the pool''s sessions';
+COMMENT ON COLUMN pooldiag.pools.usename IS 'Role of the pool''s sessions';
+COMMENT ON COLUMN pooldiag.pools.application_name IS 'application_name of an implicit pool; NULL for declared pools';
+COMMENT ON COLUMN pooldiag.pools.client_addr IS
+'Client address of an implicit pool; NULL for declared pools and Unix-domain sockets';
+COMMENT ON COLUMN pooldiag.pools.sessions IS 'Sessions in the pool now';
+COMMENT ON COLUMN pooldiag.pools.busy IS
+'Sessions checked out now (running, waiting, or idle in a transaction)';
+COMMENT ON COLUMN pooldiag.pools.idle IS 'Sessions idle outside a transaction now';
+COMMENT ON COLUMN pooldiag.pools.idle_in_transaction IS
+'Checked-out sessions idle in a transaction (or an aborted one) now';
+COMMENT ON COLUMN pooldiag.pools.waiting_on_lock IS
+'Checked-out sessions waiting for a heavyweight lock now (wait_event_type Lock)';
+COMMENT ON COLUMN pooldiag.pools.overdue IS
+'Sessions past their recycle age (recycle_at) that have not been idle long enough (pooldiag.recycle_min_idle) to be closed';
+COMMENT ON COLUMN pooldiag.pools.oldest_backend_start IS 'backend_start of the pool''s oldest session';
+COMMENT ON COLUMN pooldiag.pools.longest_checkout IS 'Longest checkout under way; NULL when none is';
+COMMENT ON COLUMN pooldiag.pools.longest_idle IS 'Longest idle period under way; NULL when no session is idle';
+COMMENT ON COLUMN pooldiag.pools.stats_since IS
+'Start of the totals: the last pooldiag.reset(), or when the pool first appeared';
+COMMENT ON COLUMN pooldiag.pools.checkouts IS 'Checkouts ended since stats_since; what the hold_ columns describe';
+COMMENT ON COLUMN pooldiag.pools.peak_busy IS 'Most checkouts of the pool open at one moment since stats_since';
+COMMENT ON COLUMN pooldiag.pools.hold_avg IS 'Mean hold time of those checkouts (exact)';
+COMMENT ON COLUMN pooldiag.pools.hold_p50 IS
+'Median hold time, from a log-scale histogram: within 5% (buckets of ratio 1.1, reported at their geometric midpoint)';
+COMMENT ON COLUMN pooldiag.pools.hold_p95 IS '95th percentile of the hold time, within 5%';
+COMMENT ON COLUMN pooldiag.pools.hold_p99 IS '99th percentile of the hold time, within 5%';
+COMMENT ON COLUMN pooldiag.pools.hold_max IS 'Longest hold time (exact)';
+COMMENT ON COLUMN pooldiag.pools.connects IS 'Sessions that connected into the pool';
+COMMENT ON COLUMN pooldiag.pools.disconnects_normal IS 'Sessions that ended with a Terminate message';
+COMMENT ON COLUMN pooldiag.pools.disconnects_client_eof IS 'Sessions whose client went away without Terminate';
+COMMENT ON COLUMN pooldiag.pools.disconnects_fatal IS 'Sessions that ended with a FATAL error';
+COMMENT ON COLUMN pooldiag.pools.disconnects_killed IS
+'Sessions ended by SIGTERM: pooldiag''s closes (see closes_) and pg_terminate_backend() alike';
+COMMENT ON COLUMN pooldiag.pools.closes_idle_timeout IS 'Sessions pooldiag closed for pooldiag.idle_timeout';
+COMMENT ON COLUMN pooldiag.pools.closes_max_lifetime IS 'Sessions pooldiag closed for pooldiag.max_lifetime';
+COMMENT ON COLUMN pooldiag.pools.closes_idle_in_transaction_timeout IS
+'Sessions pooldiag closed for pooldiag.idle_in_transaction_timeout';
+COMMENT ON COLUMN pooldiag.pools.closes_drain IS 'Sessions pooldiag closed for pooldiag.drain()';
+COMMENT ON COLUMN pooldiag.pools.leak_suspects IS 'leak_suspect events of either kind';
+COMMENT ON COLUMN pooldiag.pools.idle_leaks IS
+'leak_suspect events with reason idle_while_pool_busy: idle sessions the application very likely holds';
+COMMENT ON COLUMN pooldiag.pools.rejected IS 'Rejected connection attempts attributed to the pool';
+COMMENT ON COLUMN pooldiag.pools.declared_instances IS
+'Distinct pooldiag.client_instance values declared by the pool''s sessions now';
+COMMENT ON COLUMN pooldiag.pools.declared_max IS
+'Sum over those instances of client_pool_size + client_max_overflow: the most connections the pool may open';
+COMMENT ON COLUMN pooldiag.pools.overflow IS
+'The other row only: sessions counted into it since stats_since because the table was full';
+COMMENT ON FUNCTION pooldiag.reset() IS
+'Start the totals of pooldiag.pools and the peak of pooldiag.capacity over; returns the time of the reset.  Superusers only, unless granted';
+
+-- ====================================================================
+-- Capacity and metrics: pooldiag.capacity and pooldiag.metrics()
 --
--- Operators and functions in the view and in the BEGIN ATOMIC body are bound
--- when this script runs, with search_path set to pg_catalog, so no caller's
--- search_path can redirect them.
--------------------------------------------------------------------------------
+-- Operators and functions in the view and in the BEGIN ATOMIC body are
+-- bound when this script runs, with search_path set to pg_catalog, so no
+-- caller's search_path can redirect them.
+-- ====================================================================
 
 --
 -- Server-wide connection numbers from shared memory: slots, sessions in use,
@@ -44,19 +164,39 @@ LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 --
 -- pooldiag.capacity: one "server" row, then a row per database and per role
 -- that has a connection limit (superuser roles, to which role limits do not
--- apply, are left out).  The declared sizes of client pools are summed per
--- scope in the CTE "declared": one row per (scope, name) with the number of
--- declared instances, the sum of their pool_size + max_overflow, and the
--- terms of that sum for "detail".
+-- apply, are left out).  The declared sizes of client pools (the
+-- declared_instances and declared_max of pooldiag.pools) are summed per
+-- scope in the CTE "declared", with the terms of the sum for "detail".
 --
 CREATE VIEW pooldiag.capacity AS
 WITH cap AS (
     SELECT * FROM pooldiag.get_capacity()
 ), sessions AS (
     SELECT s.datname, s.usename FROM pooldiag.get_sessions() s
+), pools AS (
+    -- Declared pools with sizes, and each one's term for "detail":
+    -- "web: 4 instances x 15" (pool_size + max_overflow of each), or
+    -- "web: 3 instances, 40" when the instances declare different sizes.
+    SELECT p.datname, p.usename, p.declared_instances, p.declared_max,
+           p.pool || ': ' || p.declared_instances ||
+           CASE WHEN p.declared_instances = 1 THEN ' instance' ELSE ' instances' END ||
+           CASE WHEN p.declared_max % p.declared_instances = 0
+                THEN ' x ' || p.declared_max / p.declared_instances
+                ELSE ', ' || p.declared_max END AS term
+    FROM pooldiag.get_pools() p
+    WHERE p.declared_instances > 0 AND p.declared_max IS NOT NULL
 ), declared(scope, name, declared_instances, declared_max, terms) AS (
-    SELECT NULL::text, NULL::name, NULL::integer, NULL::bigint, NULL::text
-    WHERE false
+    SELECT 'server'::text, NULL::name, sum(declared_instances)::integer,
+           sum(declared_max)::bigint, string_agg(term, ' + ' ORDER BY term)
+    FROM pools HAVING count(*) > 0
+    UNION ALL
+    SELECT 'database', datname, sum(declared_instances)::integer,
+           sum(declared_max)::bigint, string_agg(term, ' + ' ORDER BY term)
+    FROM pools GROUP BY datname
+    UNION ALL
+    SELECT 'role', usename, sum(declared_instances)::integer,
+           sum(declared_max)::bigint, string_agg(term, ' + ' ORDER BY term)
+    FROM pools GROUP BY usename
 ), scopes AS (
     SELECT 'server'::text AS scope, NULL::name AS name,
            cap.slots, cap.in_use, cap.peak_in_use, cap.peak_at

@@ -45,8 +45,14 @@ RETURNS SETOF record AS '$libdir/pooldiag', 'pooldiag_recent_events'
 LANGUAGE C STRICT VOLATILE;
 SELECT count(*) FROM regress_versions.recent_events_long();
 
+CREATE FUNCTION regress_versions.pools_short(OUT pool text, OUT kind text)
+RETURNS SETOF record AS '$libdir/pooldiag', 'pooldiag_pools'
+LANGUAGE C STRICT VOLATILE;
+SELECT * FROM regress_versions.pools_short();
+
 -- The extension's own definitions match.
 SELECT count(*) > 0 AS sessions_answer FROM pooldiag.get_sessions();
 SELECT count(*) >= 0 AS recent_events_answer FROM pooldiag.recent_events();
+SELECT count(*) > 0 AS pools_answer FROM pooldiag.get_pools();
 
 DROP SCHEMA regress_versions CASCADE;

@@ -133,6 +133,8 @@ pgd_reason_name(uint8 reason)
 			return "idle_in_transaction_timeout";
 		case PGD_R_DRAIN:
 			return "drain";
+		case PGD_R_IDLE_WHILE_POOL_BUSY:
+			return "idle_while_pool_busy";
 	}
 	return NULL;
 }

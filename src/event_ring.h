@@ -46,7 +46,9 @@ typedef enum PgdReason
 	PGD_R_IDLE_TIMEOUT,
 	PGD_R_MAX_LIFETIME,
 	PGD_R_IDLE_IN_TRANSACTION_TIMEOUT,
-	PGD_R_DRAIN
+	PGD_R_DRAIN,
+	/* leak_suspect (a long checkout has none) */
+	PGD_R_IDLE_WHILE_POOL_BUSY
 } PgdReason;
 
 #define PGD_NUM_REJECTION_REASONS \
@@ -93,6 +95,10 @@ typedef struct PgdEvent
 #define PGD_D_SATURATION_SLOTS			1
 #define PGD_D_SATURATION_MARK			2	/* sessions that reach the warning */
 #define PGD_D_SATURATION_CROSSINGS		3
+#define PGD_D_IDLE_LEAK_SINCE			0	/* reason idle_while_pool_busy */
+#define PGD_D_IDLE_LEAK_IDLE_US			1
+#define PGD_D_IDLE_LEAK_THRESHOLD_MS	2
+#define PGD_D_IDLE_LEAK_POOL_BUSY		3
 
 extern const char *pgd_event_name(uint8 type);
 extern const char *pgd_reason_name(uint8 reason);

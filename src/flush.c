@@ -251,6 +251,16 @@ pgd_event_detail_json(const PgdEvent *ev, StringInfo buf)
 							 (long long) ev->detail[PGD_D_TERMINATE_CHECKOUTS]);
 			break;
 		case PGD_EV_LEAK_SUSPECT:
+			if (ev->reason == PGD_R_IDLE_WHILE_POOL_BUSY)
+			{
+				pgd_append_time(buf, "idle_since", ev->detail[PGD_D_IDLE_LEAK_SINCE]);
+				appendStringInfoString(buf, ", ");
+				pgd_append_ms(buf, "idle_ms", ev->detail[PGD_D_IDLE_LEAK_IDLE_US]);
+				appendStringInfo(buf, ", \"leak_threshold_ms\": %lld, \"pool_busy\": %lld",
+								 (long long) ev->detail[PGD_D_IDLE_LEAK_THRESHOLD_MS],
+								 (long long) ev->detail[PGD_D_IDLE_LEAK_POOL_BUSY]);
+				break;
+			}
 			pgd_append_time(buf, "checkout_start", ev->detail[PGD_D_LEAK_START]);
 			appendStringInfoString(buf, ", ");
 			pgd_append_ms(buf, "hold_time_ms", ev->detail[PGD_D_LEAK_HOLD_US]);

@@ -85,6 +85,7 @@
 #include "hooks.h"
 #include "policy.h"
 #include "pooldiag.h"
+#include "pools.h"
 #include "registry.h"
 #include "sanitize.h"
 
@@ -736,5 +737,6 @@ pgd_session_exit(int code, Datum arg)
 		pgd_my_slot->idle_time_us + (now - pgd_my_slot->last_checkin);
 	pgd_ring_append(&event);
 
+	pgd_pool_leave(reason);
 	pgd_registry_detach();
 }

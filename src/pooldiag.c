@@ -52,6 +52,7 @@
 #include "fold.h"
 #include "policy.h"
 #include "pooldiag.h"
+#include "pools.h"
 #include "registry.h"
 #include "worker.h"
 
@@ -114,6 +115,7 @@ _PG_init(void)
 		return;
 
 	pgd_define_settings();
+	pgd_pools_init_buckets();
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = pgd_shmem_request;
@@ -155,7 +157,9 @@ pgd_shmem_request(void)
 	size = add_size(size, pgd_policy_shmem_size());
 	size = add_size(size, pgd_fold_shmem_size());
 	size = add_size(size, pgd_capacity_shmem_size());
+	size = add_size(size, pgd_pools_shmem_size());
 	RequestAddinShmemSpace(size);
+	pgd_pools_request_locks();
 }
 
 static void
@@ -171,6 +175,7 @@ pgd_shmem_startup(void)
 	pgd_policy_shmem_init();
 	pgd_fold_shmem_init();
 	pgd_capacity_shmem_init();
+	pgd_pools_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 
 	/*
@@ -272,6 +277,14 @@ pgd_define_settings(void)
 							&pgd_rejection_fold_window_ms,
 							60 * 1000, 0, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pooldiag.max_pools",
+							"Number of pools whose totals pooldiag.pools keeps; sessions of further pools are counted in one row.",
+							NULL,
+							&pgd_max_pools,
+							1000, 1, 1000000,
+							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 
 	/* Enforcement. */

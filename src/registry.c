@@ -34,6 +34,12 @@
  * another serial, even when the kernel gave it the same pid, so a stale
  * request is harmless; attach and detach clear them anyway.
  *
+ * Each session also belongs to a pool (pools.c).  Its entry is found when
+ * it attaches, and again only if its pool changes, so a checkout touches
+ * the pool table through two atomics (busy, peak_busy) and nothing else;
+ * its hold time goes into the slot's own histogram (PgdHoldStats), inside
+ * the same write section as the rest of the checkin.
+ *
  * The session's live state (active, idle in transaction, ...) and its
  * application_name are not duplicated here: core already keeps them in the
  * backend's PgBackendStatus entry, and readers copy them from there with
@@ -46,6 +52,7 @@
 
 #include "common/pg_prng.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 
 #include "capacity.h"
@@ -143,6 +150,9 @@ pgd_registry_attach(TimestampTz ready_at)
 	Oid			roleid = GetSessionUserId();
 	double		lifetime_cut;
 	uint64		serial;
+	int			pool_index;
+	uint32		pool_generation;
+	uint32		epoch;
 
 	if (pgd_slots == NULL || !PGD_SLOT_INDEX_VALID(index))
 		return;
@@ -155,6 +165,8 @@ pgd_registry_attach(TimestampTz ready_at)
 	/* Drawn once, so the session's lifetime stays put across reloads. */
 	lifetime_cut = pg_prng_double(&pg_global_prng_state) * pgd_lifetime_jitter;
 	serial = pg_atomic_add_fetch_u64(pgd_last_serial, 1);
+	pgd_pool_join(&pool_index, &pool_generation);
+	epoch = pgd_pools_epoch();
 
 	slot = &pgd_slots[index].slot;
 	/* Requests for the slot's previous session die with it. */
@@ -169,6 +181,11 @@ pgd_registry_attach(TimestampTz ready_at)
 	slot->databaseid = MyDatabaseId;
 	slot->lifetime_cut = lifetime_cut;
 	slot->beentry = MyBEEntry;
+	slot->proc = MyProc;
+	slot->pool_index = pool_index;
+	slot->pool_generation = pool_generation;
+	memset((PgdHoldStats *) &slot->hold, 0, sizeof(PgdHoldStats));
+	slot->hold.epoch = epoch;
 	slot->checkouts = 0;
 	slot->checkout_start = 0;
 	slot->last_checkin = ready_at;
@@ -192,6 +209,8 @@ pgd_registry_detach(void)
 	slot->pid = 0;
 	slot->serial = 0;
 	slot->beentry = NULL;
+	slot->proc = NULL;
+	slot->pool_index = -1;
 	PGD_END_WRITE(slot);
 	pg_atomic_write_u64(&pgd_my_slot->drain_serial, 0);
 	pg_atomic_write_u64(&pgd_my_slot->close_request.serial, 0);
@@ -202,12 +221,16 @@ pgd_registry_detach(void)
 /*
  * The session left idle: a checkout starts at 'start', which the caller
  * takes from a timestamp PostgreSQL already has (the statement's start).
- * Per-statement path: no lock, no allocation, no system call.
+ * Per-statement path: no lock, no allocation, no system call; a string
+ * compare to notice a change of pool (whose move takes the pool lock, once).
  */
 void
 pgd_registry_begin_checkout(TimestampTz start)
 {
 	volatile PgdSlot *slot = pgd_my_slot;
+
+	if (unlikely(pgd_pool_identity_changed()))
+		pgd_pool_rejoin();
 
 	PGD_BEGIN_WRITE(slot);
 	if (start > slot->last_checkin)
@@ -215,6 +238,7 @@ pgd_registry_begin_checkout(TimestampTz start)
 	slot->checkout_start = start;
 	slot->checkouts++;
 	PGD_END_WRITE(slot);
+	pgd_pool_busy_begin();
 }
 
 /* The session is idle again outside a transaction block. */
@@ -222,12 +246,46 @@ void
 pgd_registry_end_checkout(TimestampTz end)
 {
 	volatile PgdSlot *slot = pgd_my_slot;
+	int64		hold_us = end > slot->checkout_start ? end - slot->checkout_start : 0;
+	int			bucket = pgd_hold_bucket(hold_us);
+	uint32		epoch = pgd_pools_epoch();
 
 	PGD_BEGIN_WRITE(slot);
-	if (end > slot->checkout_start)
-		slot->hold_time_us += end - slot->checkout_start;
+	slot->hold_time_us += hold_us;
 	slot->checkout_start = 0;
 	slot->last_checkin = end;
+	/* Counts from before a pooldiag.reset() start over. */
+	if (unlikely(slot->hold.epoch != epoch))
+	{
+		memset((PgdHoldStats *) &slot->hold, 0, sizeof(PgdHoldStats));
+		slot->hold.epoch = epoch;
+	}
+	slot->hold.count++;
+	slot->hold.sum_us += hold_us;
+	if (hold_us > slot->hold.max_us)
+		slot->hold.max_us = hold_us;
+	slot->hold.buckets[bucket]++;
+	PGD_END_WRITE(slot);
+	pgd_pool_busy_end();
+}
+
+/*
+ * The session moved to pool 'index' (-1: it left its pool): its slot counts
+ * now belong to the new pool and start over.  The caller holds the pool
+ * lock, so no reader sees the counts in both places.
+ */
+void
+pgd_registry_set_pool(int index, uint32 generation)
+{
+	volatile PgdSlot *slot = pgd_my_slot;
+
+	if (slot == NULL)
+		return;
+	PGD_BEGIN_WRITE(slot);
+	slot->pool_index = index;
+	slot->pool_generation = generation;
+	memset((PgdHoldStats *) &slot->hold, 0, sizeof(PgdHoldStats));
+	slot->hold.epoch = index < 0 ? 0 : pgd_pools_epoch();
 	PGD_END_WRITE(slot);
 }
 
@@ -371,6 +429,17 @@ pgd_registry_read_status(PgdSessionSnapshot *snap)
 	}
 	snap->application_name[NAMEDATALEN - 1] = '\0';
 	snap->has_status = true;
+
+	/* As pg_stat_activity reads it: one 4-byte load, no lock. */
+	snap->wait_event_info = 0;
+	if (snap->slot.proc != NULL)
+	{
+		volatile PGPROC *proc = snap->slot.proc;
+
+		snap->wait_event_info = proc->wait_event_info;
+		if (proc->pid != snap->slot.pid)
+			snap->wait_event_info = 0;
+	}
 	pgd_reconcile_with_core(snap);
 	return true;
 }
@@ -442,6 +511,32 @@ pgd_registry_my_close_request(PgdCloseRequest *request)
 	request->limit_ms = shared->limit_ms;
 	request->lifetime_cut = shared->lifetime_cut;
 	return true;
+}
+
+/*
+ * Copy the unfolded hold-time counts of the session with this serial.
+ * Returns false if the slot holds another session by now.
+ */
+bool
+pgd_registry_read_hold(int index, uint64 serial, PgdHoldStats *hold)
+{
+	volatile PgdSlot *slot = &pgd_slots[index].slot;
+
+	for (;;)
+	{
+		uint32		before = slot->changecount;
+		uint32		after;
+		uint64		copied_serial;
+
+		pg_read_barrier();
+		copied_serial = slot->serial;
+		memcpy(hold, (PgdHoldStats *) &slot->hold, sizeof(PgdHoldStats));
+		pg_read_barrier();
+		after = slot->changecount;
+		if (before == after && (before & 1) == 0)
+			return copied_serial == serial;
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /* Copy one session completely: our slot, then core's status fields. */

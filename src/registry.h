@@ -16,6 +16,9 @@
 #include "utils/timestamp.h"
 
 #include "event_ring.h"
+#include "pools.h"
+
+struct PGPROC;
 
 /* The per-session settings the worker enforces; see policy.c. */
 typedef enum PgdPolicySetting
@@ -80,6 +83,11 @@ typedef struct PgdSlot
 	Oid			databaseid;
 	double		lifetime_cut;	/* fraction of max_lifetime cut off, drawn at connect */
 	PgBackendStatus *beentry;	/* core's entry: state, application_name */
+	struct PGPROC *proc;		/* core's PGPROC: wait_event_info */
+
+	/* The session's pool (pools.c); written at connect and pool change. */
+	int			pool_index;		/* -1: none */
+	uint32		pool_generation;	/* the entry's, when the session joined */
 
 	/* Checkout accounting, written by the owner only. */
 	int64		checkouts;
@@ -99,6 +107,14 @@ typedef struct PgdSlot
 	 */
 	pg_atomic_uint64 drain_serial;	/* pooldiag.drain() */
 	PgdCloseRequest close_request;	/* the enforcer, before it signals */
+
+	/*
+	 * The owner's checkouts since pooldiag.reset(), not yet folded into its
+	 * pool (pools.c).  Under the change count like the fields above, but
+	 * copied only by pgd_registry_read_hold(): the enforcer's scan does not
+	 * need these 1.2 kB.
+	 */
+	PgdHoldStats hold;
 } PgdSlot;
 
 /*
@@ -114,6 +130,7 @@ typedef struct PgdSessionSnapshot
 	/* from core's entry, valid only if has_status */
 	bool		has_status;
 	BackendState state;
+	uint32		wait_event_info;	/* core's, 0 when not waiting */
 	TimestampTz state_change;
 	Oid			userid;
 	Oid			databaseid;
@@ -132,12 +149,14 @@ extern void pgd_registry_detach(void);
 extern void pgd_registry_begin_checkout(TimestampTz start);
 extern void pgd_registry_end_checkout(TimestampTz end);
 extern void pgd_registry_publish_policy(const PgdSessionPolicy *policy);
+extern void pgd_registry_set_pool(int index, uint32 generation);
 
 /* Reader side: any process. */
 extern bool pgd_registry_read(int index, PgdSessionSnapshot *snap);
 extern bool pgd_registry_read_slot(int index, PgdSessionSnapshot *snap);
 extern bool pgd_registry_read_status(PgdSessionSnapshot *snap);
 extern PgdSlot *pgd_registry_slot(int index);
+extern bool pgd_registry_read_hold(int index, uint64 serial, PgdHoldStats *hold);
 
 /* Cross-process requests, keyed by session serial. */
 extern bool pgd_registry_request_drain(int index, uint64 serial);

@@ -2,14 +2,20 @@
  *
  * views.c
  *		SQL-callable functions: the set-returning functions behind
- *		pooldiag.sessions, pooldiag.health, pooldiag.recent_events(),
- *		pooldiag.capacity and pooldiag.metrics(), and pooldiag.drain().
+ *		pooldiag.sessions, pooldiag.pools, pooldiag.health,
+ *		pooldiag.recent_events(), pooldiag.capacity and pooldiag.metrics(),
+ *		and pooldiag.drain() and pooldiag.reset().
  *
  * Privacy follows pg_stat_activity: every role sees that a session exists,
  * with its pid, database and role; the rest of the row (application_name,
  * client address, state and timings) is shown only to roles that have the
  * privileges of the session's role, and to members of pg_read_all_stats.
- * Events follow the same rule, by the event's role.
+ * Events follow the same rule, by the event's role, and so do pools, by
+ * the pool's role: every role sees that a pool exists, with its kind,
+ * database and role; the rest of its row (its name, application_name,
+ * client address and every count) only with the privileges of the pool's
+ * role or of pg_read_all_stats.  The "other" row, which mixes roles, is
+ * shown whole to members of pg_read_all_stats only.
  *
  * These functions only read shared state (see registry.c and event_ring.c
  * for how), except pooldiag.drain(), which sets the atomic drain_serial of
@@ -25,6 +31,8 @@
 #include "postgres.h"
 
 #include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "catalog/pg_authid.h"
@@ -38,6 +46,7 @@
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "capacity.h"
 #include "compat.h"
@@ -47,6 +56,7 @@
 #include "hooks.h"
 #include "policy.h"
 #include "pooldiag.h"
+#include "pools.h"
 #include "registry.h"
 #include "worker.h"
 
@@ -54,6 +64,8 @@ PG_FUNCTION_INFO_V1(pooldiag_sessions);
 PG_FUNCTION_INFO_V1(pooldiag_health);
 PG_FUNCTION_INFO_V1(pooldiag_recent_events);
 PG_FUNCTION_INFO_V1(pooldiag_drain);
+PG_FUNCTION_INFO_V1(pooldiag_pools);
+PG_FUNCTION_INFO_V1(pooldiag_reset);
 PG_FUNCTION_INFO_V1(pooldiag_capacity);
 PG_FUNCTION_INFO_V1(pooldiag_rejection_counts);
 
@@ -65,6 +77,7 @@ PG_FUNCTION_INFO_V1(pooldiag_rejection_counts);
  */
 #define PGD_HEALTH_COLS		23
 #define PGD_HEALTH_COLS_1_0	13
+#define PGD_POOLS_COLS		38
 
 static Datum
 pgd_interval_datum(int64 us)
@@ -441,6 +454,295 @@ pooldiag_drain(PG_FUNCTION_ARGS)
 	if (marked > 0)
 		pgd_worker_wake();
 	PG_RETURN_INT32(marked);
+}
+
+/*
+ * pooldiag.pools: the pool table's totals plus what the live sessions of
+ * each pool show now.  One copy of the table under its lock (shared), then
+ * one lock-free pass over the registry.
+ */
+typedef struct PgdPoolRow
+{
+	PgdPoolCopy *copy;
+	int			sessions;
+	int			busy;
+	int			idle;
+	int			idle_in_transaction;
+	int			waiting_on_lock;
+	int			overdue;
+	TimestampTz oldest_backend_start;
+	int64		longest_checkout;	/* -1: none checked out */
+	int64		longest_idle;	/* -1: none idle */
+} PgdPoolRow;
+
+/* The hold time at quantile q, as the geometric midpoint of its bucket. */
+static bool
+pgd_hold_quantile(const PgdPoolTotals *t, double q, Datum *result)
+{
+	uint64		rank;
+	uint64		seen = 0;
+
+	if (t->checkouts <= 0)
+		return false;
+	rank = (uint64) ceil(q * (double) t->checkouts);
+	if (rank < 1)
+		rank = 1;
+	for (int i = 0; i < PGD_HOLD_BUCKETS; i++)
+	{
+		seen += t->hold_buckets[i];
+		if (seen >= rank)
+		{
+			double		us = pgd_hold_bucket_mid_us(i);
+
+			/* The midpoint of the top bucket may lie above the largest value. */
+			if (us > (double) t->hold_max_us)
+				us = (double) t->hold_max_us;
+			*result = pgd_interval_datum((int64) (us + 0.5));
+			return true;
+		}
+	}
+	return false;
+}
+
+static void
+pgd_add_hold(PgdPoolTotals *t, const PgdHoldStats *h)
+{
+	t->checkouts += h->count;
+	t->hold_sum_us += h->sum_us;
+	t->hold_max_us = Max(t->hold_max_us, h->max_us);
+	for (int i = 0; i < PGD_HOLD_BUCKETS; i++)
+		t->hold_buckets[i] += h->buckets[i];
+}
+
+static void
+pgd_pool_row_add_session(PgdPoolRow *row, const PgdSessionSnapshot *snap,
+						 TimestampTz now)
+{
+	const PgdSlot *slot = &snap->slot;
+	PgdVerdict	verdict;
+
+	row->sessions++;
+	if (row->oldest_backend_start == 0 ||
+		slot->backend_start < row->oldest_backend_start)
+		row->oldest_backend_start = slot->backend_start;
+	if (slot->checkout_start != 0)
+	{
+		row->busy++;
+		if (snap->state == STATE_IDLEINTRANSACTION ||
+			snap->state == STATE_IDLEINTRANSACTION_ABORTED)
+			row->idle_in_transaction++;
+		if ((snap->wait_event_info & 0xFF000000) == PG_WAIT_LOCK)
+			row->waiting_on_lock++;
+		row->longest_checkout = Max(row->longest_checkout,
+									Max(now - slot->checkout_start, 0));
+	}
+	else
+	{
+		row->idle++;
+		row->longest_idle = Max(row->longest_idle,
+								Max(now - slot->last_checkin, 0));
+	}
+
+	/* Past its recycle age, yet not (yet) idle long enough to be closed. */
+	pgd_policy_evaluate(snap, NULL, now, &verdict);
+	if (verdict.recycle_at != 0 && verdict.recycle_at <= now &&
+		!(verdict.due && verdict.terminate_reason == PGD_R_MAX_LIFETIME))
+		row->overdue++;
+}
+
+static void
+pgd_set_name(Datum *values, bool *nulls, int col, const char *name)
+{
+	if (name)
+	{
+		values[col] = DirectFunctionCall1(namein, CStringGetDatum(name));
+		nulls[col] = false;
+	}
+}
+
+Datum
+pooldiag_pools(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz now = GetCurrentTimestamp();
+	PgdPoolCopy *copies;
+	PgdPoolRow *rows;
+	int		   *rowmap;
+	int			ncopies;
+	uint32		epoch;
+	PgdSessionSnapshot snap;
+	PgdHoldStats hold;
+	bool		see_all;
+
+	pgd_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_POOLS_COLS);
+
+	ncopies = pgd_pools_copy(&copies, &epoch);
+	rows = palloc0(sizeof(PgdPoolRow) * Max(ncopies, 1));
+	rowmap = palloc(sizeof(int) * (pgd_pools_capacity() + 1));
+	for (int i = 0; i <= pgd_pools_capacity(); i++)
+		rowmap[i] = -1;
+	for (int r = 0; r < ncopies; r++)
+	{
+		rows[r].copy = &copies[r];
+		rows[r].longest_checkout = -1;
+		rows[r].longest_idle = -1;
+		rowmap[copies[r].index] = r;
+	}
+
+	for (int i = 0; i < pgd_registry_size(); i++)
+	{
+		PgdPoolRow *row;
+		int			index;
+
+		if (!pgd_registry_read(i, &snap))
+			continue;
+		index = snap.slot.pool_index;
+		/* A pool taken after the copy, or a session moving: next read. */
+		if (index < 0 || index > pgd_pools_capacity() || rowmap[index] < 0)
+			continue;
+		row = &rows[rowmap[index]];
+		if (row->copy->generation != snap.slot.pool_generation)
+			continue;
+		pgd_pool_row_add_session(row, &snap, now);
+		if (pgd_registry_read_hold(i, snap.slot.serial, &hold) &&
+			hold.epoch == epoch)
+			pgd_add_hold(&row->copy->totals, &hold);
+	}
+
+	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	for (int r = 0; r < ncopies; r++)
+	{
+		Datum		values[PGD_POOLS_COLS];
+		bool		nulls[PGD_POOLS_COLS];
+		PgdPoolRow *row = &rows[r];
+		const PgdPoolKey *key = &row->copy->key;
+		const PgdPoolTotals *t = &row->copy->totals;
+		bool		visible;
+		int			c;
+
+		memset(nulls, true, sizeof(nulls));
+		if (row->copy->other)
+		{
+			values[1] = CStringGetTextDatum("other");
+			visible = see_all;
+		}
+		else
+		{
+			values[1] = CStringGetTextDatum(key->declared ? "declared" : "implicit");
+			pgd_set_name(values, nulls, 2, get_database_name(key->databaseid));
+			pgd_set_name(values, nulls, 3, GetUserNameFromId(key->roleid, true));
+			visible = see_all || pgd_can_see_role(key->roleid);
+		}
+		nulls[1] = false;
+
+		if (visible)
+		{
+			memset(nulls + 6, false, sizeof(bool) * (PGD_POOLS_COLS - 6));
+			if (!row->copy->other)
+			{
+				if (key->declared)
+				{
+					values[0] = CStringGetTextDatum(key->name);
+					nulls[0] = false;
+				}
+				else
+				{
+					SockAddr	addr;
+
+					values[4] = CStringGetTextDatum(key->name);
+					nulls[4] = false;
+					/* Back to a sockaddr for the shared formatter. */
+					memset(&addr, 0, sizeof(addr));
+					if (key->client_family == AF_INET)
+					{
+						struct sockaddr_in *sin = (struct sockaddr_in *) &addr.addr;
+
+						sin->sin_family = AF_INET;
+						memcpy(&sin->sin_addr, key->client_addr, 4);
+					}
+					else if (key->client_family == AF_INET6)
+					{
+						struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &addr.addr;
+
+						sin6->sin6_family = AF_INET6;
+						memcpy(&sin6->sin6_addr, key->client_addr, 16);
+					}
+					nulls[5] = !pgd_client_addr_datum(&addr, &values[5]);
+				}
+			}
+
+			c = 6;
+			values[c++] = Int32GetDatum(row->sessions);
+			values[c++] = Int32GetDatum(row->busy);
+			values[c++] = Int32GetDatum(row->idle);
+			values[c++] = Int32GetDatum(row->idle_in_transaction);
+			values[c++] = Int32GetDatum(row->waiting_on_lock);
+			values[c++] = Int32GetDatum(row->overdue);
+			pgd_set_timestamp(values, nulls, c++, row->oldest_backend_start);
+			if (row->longest_checkout >= 0)
+				values[c] = pgd_interval_datum(row->longest_checkout);
+			else
+				nulls[c] = true;
+			c++;
+			if (row->longest_idle >= 0)
+				values[c] = pgd_interval_datum(row->longest_idle);
+			else
+				nulls[c] = true;
+			c++;
+			values[c++] = TimestampTzGetDatum(t->since);
+			values[c++] = Int64GetDatum(t->checkouts);
+			values[c++] = Int32GetDatum((int32) t->peak_busy);
+			if (t->checkouts > 0)
+				values[c] = pgd_interval_datum(t->hold_sum_us / t->checkouts);
+			else
+				nulls[c] = true;
+			c++;
+			nulls[c] = !pgd_hold_quantile(t, 0.50, &values[c]);
+			c++;
+			nulls[c] = !pgd_hold_quantile(t, 0.95, &values[c]);
+			c++;
+			nulls[c] = !pgd_hold_quantile(t, 0.99, &values[c]);
+			c++;
+			if (t->checkouts > 0)
+				values[c] = pgd_interval_datum(t->hold_max_us);
+			else
+				nulls[c] = true;
+			c++;
+			values[c++] = Int64GetDatum(t->connects);
+			for (int i = 0; i < PGD_POOL_CAUSES; i++)
+				values[c++] = Int64GetDatum(t->disconnects[i]);
+			for (int i = 0; i < PGD_POOL_CLOSES; i++)
+				values[c++] = Int64GetDatum(t->closes[i]);
+			values[c++] = Int64GetDatum(t->leak_suspects);
+			values[c++] = Int64GetDatum(t->idle_leaks);
+			values[c++] = Int64GetDatum(t->rejected);
+			/* declared_instances, declared_max: with declared pool sizes. */
+			nulls[c++] = true;
+			nulls[c++] = true;
+			if (row->copy->other)
+				values[c] = Int64GetDatum(t->overflow);
+			else
+				nulls[c] = true;
+			c++;
+			Assert(c == PGD_POOLS_COLS);
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* pooldiag.reset(): start the totals of pooldiag.pools and the capacity peak over. */
+Datum
+pooldiag_reset(PG_FUNCTION_ARGS)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	pgd_require_loaded();
+	pgd_pools_reset();
+	pgd_capacity_reset_peak(now);
+	PG_RETURN_TIMESTAMPTZ(now);
 }
 
 /*

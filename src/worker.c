@@ -5,8 +5,9 @@
  *		policy, and nothing else.
  *
  * Every wake-up runs one enforcement scan: read every registry slot without
- * locks, work out each session's deadline (policy.c), record leak suspects,
- * and close due sessions, oldest deadline first, within the rate limit.
+ * locks, work out each session's deadline (policy.c), record leak suspects
+ * (long checkouts, and idle leaks: see "Idle leaks" below), and close due
+ * sessions, oldest deadline first, within the rate limit.
  * Right before signalling it re-reads the slot and signals only the same
  * session (its serial), still in the state that justified
  * closing it, and without a checkout started since the decision.  Then it
@@ -40,6 +41,28 @@
  * repeats itself and never confuses two sessions that used the same slot.
  *
  * On a hot standby it enforces as usual.
+ *
+ * Idle leaks
+ * ----------
+ * A connection that the application checked out and forgot looks idle to
+ * the server.  Under pressure a healthy pool hands out its idle connections
+ * within milliseconds, so a session that stays idle while the rest of its
+ * pool is stuck busy is very likely held by the application.  The rule,
+ * evaluated per pool (pools.c) from the same lock-free pass over the slots,
+ * with T = each session's own pooldiag.leak_threshold (0 turns it off):
+ *
+ *	 a session S is an idle leak suspect when
+ *	   1. S has been idle outside a transaction for at least T, and
+ *	   2. no session of its pool has been idle for less than its T: every
+ *		  other session is checked out, or is itself idle for at least T
+ *		  (nothing was handed back and left unused recently), and
+ *	   3. at least one session of its pool has been checked out for at
+ *		  least its T (the pool has had work waiting all that time).
+ *
+ * S is recorded once per idle period, as leak_suspect with reason
+ * idle_while_pool_busy, after core's state confirms that it is idle.  The
+ * "other" pool row mixes unrelated pools, so its sessions are never
+ * suspects.  README, "Idle leaks", lists the false positives.
  *
  * Signals: SIGHUP sets ConfigReloadPending and the latch; SIGTERM sets
  * ShutdownRequestPending and the latch, and the loop ends at its next turn
@@ -84,6 +107,7 @@
 #include "hooks.h"
 #include "policy.h"
 #include "pooldiag.h"
+#include "pools.h"
 #include "registry.h"
 #include "worker.h"
 
@@ -96,6 +120,7 @@ typedef struct PgdSlotMemo
 {
 	uint64		serial;			/* the session this memo is about */
 	int64		leak_reported_checkout; /* checkout number, 0 = none */
+	int64		idle_leak_reported_period;	/* checkouts + 1 when idle, 0 = none */
 	int64		dry_run_reported_checkout;	/* checkouts when reported */
 	uint8		dry_run_reported_reason;
 	bool		signalled;
@@ -118,6 +143,27 @@ typedef struct PgdCandidate
 
 static PgdSlotMemo *memo = NULL;
 static PgdCandidate *candidates = NULL;
+
+/*
+ * One pool as the idle-leak rule sees it in one scan; see "Idle leaks".
+ * Indexed by pool table index; 'scan' says which scan filled it, so the
+ * array needs no clearing.
+ */
+typedef struct PgdPoolScan
+{
+	uint64		scan;
+	int			sessions;
+	int			busy;
+	int			long_busy;		/* checked out for at least their T */
+	int			recent_idle;	/* idle for less than their T */
+} PgdPoolScan;
+
+static PgdPoolScan *pool_scan = NULL;
+static uint64 scan_number = 0;
+
+/* Sessions idle for at least their T in this scan: slot numbers. */
+static int *idle_long = NULL;
+static int	nidle_long = 0;
 
 /* Rate limit: a token bucket holding at most one termination. */
 static double termination_tokens = 1.0;
@@ -306,6 +352,82 @@ pgd_record_leak_suspect(const PgdSessionSnapshot *snap, const PgdVerdict *verdic
 	SpinLockAcquire(&pgd_worker_shared->mutex);
 	pgd_worker_shared->leak_suspects++;
 	SpinLockRelease(&pgd_worker_shared->mutex);
+	pgd_pool_count_leak(snap->slot.pool_index, snap->slot.pool_generation, false);
+}
+
+/* The pool entry of the idle-leak rule for a session, or NULL. */
+static PgdPoolScan *
+pgd_pool_scan_of(const PgdSessionSnapshot *snap)
+{
+	int			index = snap->slot.pool_index;
+	PgdPoolScan *ps;
+
+	/* Not in a pool, or in the "other" row, which mixes pools. */
+	if (index < 0 || index >= pgd_pools_capacity())
+		return NULL;
+	ps = &pool_scan[index];
+	if (ps->scan != scan_number)
+	{
+		memset(ps, 0, sizeof(PgdPoolScan));
+		ps->scan = scan_number;
+	}
+	return ps;
+}
+
+/* Count one session of this scan for the idle-leak rule. */
+static void
+pgd_idle_leak_note(int index, const PgdSessionSnapshot *snap,
+				   const PgdVerdict *verdict, TimestampTz now)
+{
+	PgdPoolScan *ps = pgd_pool_scan_of(snap);
+	int64		threshold_us = (int64) verdict->effective_ms[PGD_LEAK_THRESHOLD] * 1000;
+
+	if (ps == NULL)
+		return;
+	ps->sessions++;
+	if (snap->slot.checkout_start != 0)
+	{
+		ps->busy++;
+		if (threshold_us > 0 && now - snap->slot.checkout_start >= threshold_us)
+			ps->long_busy++;
+	}
+	else if (threshold_us > 0 && now - snap->slot.last_checkin >= threshold_us)
+		idle_long[nidle_long++] = index;
+	else
+		ps->recent_idle++;
+}
+
+/* Does the idle-leak rule hold for this session's pool in this scan? */
+static bool
+pgd_idle_leak_pool_busy(const PgdSessionSnapshot *snap, int *busy)
+{
+	PgdPoolScan *ps = pgd_pool_scan_of(snap);
+
+	if (ps == NULL)
+		return false;
+	*busy = ps->busy;
+	return ps->sessions >= 2 && ps->recent_idle == 0 && ps->long_busy >= 1;
+}
+
+static void
+pgd_record_idle_leak(const PgdSessionSnapshot *snap, int pool_busy,
+					 TimestampTz now)
+{
+	PgdEvent	event;
+
+	pgd_event_from_snapshot(&event, snap, PGD_EV_LEAK_SUSPECT,
+							PGD_R_IDLE_WHILE_POOL_BUSY, now);
+	event.detail[PGD_D_IDLE_LEAK_SINCE] = snap->slot.last_checkin;
+	event.detail[PGD_D_IDLE_LEAK_IDLE_US] = now - snap->slot.last_checkin;
+	event.detail[PGD_D_IDLE_LEAK_THRESHOLD_MS] =
+		pgd_effective_ms(&snap->slot, PGD_LEAK_THRESHOLD);
+	event.detail[PGD_D_IDLE_LEAK_POOL_BUSY] = pool_busy;
+	pgd_ring_append(&event);
+
+	SpinLockAcquire(&pgd_worker_shared->mutex);
+	pgd_worker_shared->leak_suspects++;
+	SpinLockRelease(&pgd_worker_shared->mutex);
+	pgd_pool_count_leak(snap->slot.pool_index, snap->slot.pool_generation, true);
 }
 
 static int
@@ -513,6 +635,8 @@ pgd_enforce(void)
 #define WAKE_AT(t) \
 	do { if ((t) > now && (next_wake == 0 || (t) < next_wake)) next_wake = (t); } while (0)
 
+	scan_number++;
+	nidle_long = 0;
 	for (int i = 0; i < nslots; i++)
 	{
 		PgdVerdict	verdict;
@@ -555,6 +679,7 @@ pgd_enforce(void)
 			else
 				WAKE_AT(verdict.leak_at);
 		}
+		pgd_idle_leak_note(i, &snap, &verdict, now);
 		/*
 		 * Exemptions by role and by superuser need the catalogs; they are
 		 * decided in pgd_close_session().
@@ -572,6 +697,20 @@ pgd_enforce(void)
 		}
 		else if (verdict.terminate_at != 0)
 			WAKE_AT(verdict.terminate_at);
+	}
+
+	/* Idle leaks: only now are the pools' counts complete. */
+	for (int n = 0; n < nidle_long; n++)
+	{
+		int			i = idle_long[n];
+		int			busy;
+
+		if (!pgd_registry_read_slot(i, &snap) ||
+			memo[i].idle_leak_reported_period == snap.slot.checkouts + 1 ||
+			!pgd_idle_leak_pool_busy(&snap, &busy))
+			idle_long[n] = -1;
+		else
+			need_transaction = true;
 	}
 
 	cpu_ns = pgd_thread_cpu_ns() - cpu_start;
@@ -643,6 +782,23 @@ pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
 				memo[i].leak_reported_checkout = snap.slot.checkouts;
 				pgd_record_leak_suspect(&snap, &verdict, now);
 			}
+		}
+
+		/* Idle leaks, once core confirms the session is still idle. */
+		for (int n = 0; n < nidle_long; n++)
+		{
+			int			i = idle_long[n];
+			int			busy;
+
+			if (i < 0 || !pgd_registry_read(i, &snap) ||
+				snap.slot.checkout_start != 0 || snap.state != STATE_IDLE ||
+				!pgd_idle_leak_pool_busy(&snap, &busy))
+				continue;
+			pgd_forget_if_new_session(i, &snap);
+			if (memo[i].idle_leak_reported_period == snap.slot.checkouts + 1)
+				continue;
+			memo[i].idle_leak_reported_period = snap.slot.checkouts + 1;
+			pgd_record_idle_leak(&snap, busy, now);
 		}
 	}
 
@@ -777,6 +933,10 @@ pgd_enforcer_main(Datum main_arg)
 								  sizeof(PgdSlotMemo) * pgd_registry_size());
 	candidates = MemoryContextAlloc(TopMemoryContext,
 									sizeof(PgdCandidate) * pgd_registry_size());
+	idle_long = MemoryContextAlloc(TopMemoryContext,
+								   sizeof(int) * pgd_registry_size());
+	pool_scan = MemoryContextAllocZero(TopMemoryContext,
+									   sizeof(PgdPoolScan) * (pgd_pools_capacity() + 1));
 	pgd_enforcer_set_state(PGD_WORKER_RUNNING);
 
 	while (!ShutdownRequestPending)

@@ -40,12 +40,16 @@ log_min_messages = info
 }
 
 # A background psql session with the given application_name, role and
-# database.  Returns the BackgroundPsql object and the backend's pid.
+# database; hostaddr => '127.0.0.1' connects over TCP (the node must listen
+# there), options => '-c ...' passes startup options.  Returns the
+# BackgroundPsql object and the backend's pid.
 sub open_session
 {
 	my ($node, %opts) = @_;
 	local $ENV{PGAPPNAME} = $opts{app} // 'tap';
 	local $ENV{PGUSER} = $opts{user} if defined $opts{user};
+	local $ENV{PGHOSTADDR} = $opts{hostaddr} if defined $opts{hostaddr};
+	local $ENV{PGOPTIONS} = $opts{options} if defined $opts{options};
 	my $session = $node->background_psql($opts{db} // 'postgres',
 		on_error_stop => 0);
 	my $pid = $session->query_safe('SELECT pg_backend_pid()');
