@@ -249,6 +249,31 @@ GRANT EXECUTE ON FUNCTION pooldiag.get_rejection_counts() TO pg_monitor;
 GRANT SELECT ON pooldiag.capacity TO pg_monitor;
 
 --
+-- Each pool's hold times as a Prometheus histogram: cumulative counts of
+-- checkouts held at most le seconds (bounds are edges of pooldiag's own
+-- log-scale buckets, so the counts are exact), their sum and count.  Rows of
+-- the pools the caller may see, as in pooldiag.pools.
+--
+CREATE FUNCTION pooldiag.get_pool_hold_histogram(
+    OUT kind text,
+    OUT pool text,
+    OUT datname name,
+    OUT usename name,
+    OUT application_name text,
+    OUT client_addr inet,
+    OUT le double precision[],
+    OUT buckets bigint[],
+    OUT sum double precision,
+    OUT count bigint
+)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pooldiag_pool_hold_histogram'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+REVOKE ALL ON FUNCTION pooldiag.get_pool_hold_histogram() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pooldiag.get_pool_hold_histogram() TO pg_monitor;
+
+--
 -- pooldiag.metrics(): everything above and in pooldiag.health as one text in
 -- the Prometheus text exposition format (version 0.0.4), for a scraper that
 -- runs SQL (see contrib/prometheus-postgres-exporter/ for one that maps
@@ -272,6 +297,28 @@ WITH cap AS (
     SELECT * FROM pooldiag.capacity WHERE scope = 'server'
 ), health AS (
     SELECT * FROM pooldiag.get_health()
+), pools AS (
+    -- The pools whose detail the caller may see, with their labels.
+    SELECT p.*,
+           'kind=' || pooldiag.prometheus_label(p.kind) ||
+           ',pool=' || pooldiag.prometheus_label(coalesce(p.pool, '')) ||
+           ',datname=' || pooldiag.prometheus_label(coalesce(p.datname::text, '')) ||
+           ',usename=' || pooldiag.prometheus_label(coalesce(p.usename::text, '')) ||
+           ',application_name=' || pooldiag.prometheus_label(coalesce(p.application_name, '')) ||
+           ',client_addr=' || pooldiag.prometheus_label(coalesce(host(p.client_addr), ''))
+           AS labels
+    FROM pooldiag.get_pools() p
+    WHERE p.sessions IS NOT NULL
+), hold AS (
+    SELECT h.*,
+           'kind=' || pooldiag.prometheus_label(h.kind) ||
+           ',pool=' || pooldiag.prometheus_label(coalesce(h.pool, '')) ||
+           ',datname=' || pooldiag.prometheus_label(coalesce(h.datname::text, '')) ||
+           ',usename=' || pooldiag.prometheus_label(coalesce(h.usename::text, '')) ||
+           ',application_name=' || pooldiag.prometheus_label(coalesce(h.application_name, '')) ||
+           ',client_addr=' || pooldiag.prometheus_label(coalesce(host(h.client_addr), ''))
+           AS labels
+    FROM pooldiag.get_pool_hold_histogram() h
 ), families(ord, family, type, help) AS (VALUES
     (100, 'pooldiag_connection_slots', 'gauge',
      'Connection slots available to clients: max_connections minus the connections reserved for superusers (and reserved_connections from PostgreSQL 16 on).'),
@@ -297,6 +344,32 @@ WITH cap AS (
      'Connection limit of a role that has one (superusers excepted).'),
     (210, 'pooldiag_role_connections', 'gauge',
      'Client sessions of a role that has a connection limit.'),
+    (220, 'pooldiag_pool_sessions', 'gauge',
+     'Sessions of a pool now, by state: idle, active, idle_in_transaction, waiting_on_lock (they add up to the pool''s sessions).'),
+    (225, 'pooldiag_pool_overdue_sessions', 'gauge',
+     'Sessions of a pool past their recycle age that were never idle long enough to be recycled.'),
+    (230, 'pooldiag_pool_peak_busy', 'gauge',
+     'Most checkouts of a pool open at one moment since pooldiag.reset().'),
+    (235, 'pooldiag_pool_longest_checkout_seconds', 'gauge',
+     'Longest checkout of a pool under way (0 when none is).'),
+    (240, 'pooldiag_pool_checkouts_total', 'counter',
+     'Checkouts of a pool ended since pooldiag.reset().'),
+    (245, 'pooldiag_pool_hold_seconds', 'histogram',
+     'Hold times of a pool''s checkouts since pooldiag.reset().'),
+    (250, 'pooldiag_pool_connects_total', 'counter',
+     'Sessions that connected into a pool since pooldiag.reset().'),
+    (255, 'pooldiag_pool_disconnects_total', 'counter',
+     'Sessions of a pool that ended since pooldiag.reset(), by cause: normal, client_eof, fatal, killed.'),
+    (260, 'pooldiag_pool_closes_total', 'counter',
+     'Sessions of a pool that pooldiag closed since pooldiag.reset(), by reason.'),
+    (265, 'pooldiag_pool_leak_suspects_total', 'counter',
+     'leak_suspect events of a pool since pooldiag.reset(), by reason: long_checkout or idle_while_pool_busy.'),
+    (270, 'pooldiag_pool_rejected_total', 'counter',
+     'Refused connection attempts attributed to a pool since pooldiag.reset().'),
+    (275, 'pooldiag_pool_declared_instances', 'gauge',
+     'Instances of a pool that declared their size now.'),
+    (280, 'pooldiag_pool_declared_max_connections', 'gauge',
+     'Sum of pool_size + max_overflow over the declared instances of a pool.'),
     (300, 'pooldiag_rejected_connections_total', 'counter',
      'Refused connection attempts since the server started, by reason.'),
     (400, 'pooldiag_events_queued', 'gauge',
@@ -321,8 +394,61 @@ WITH cap AS (
      'Largest delay between a deadline and the close it caused since the server started.'),
     (500, 'pooldiag_worker_running', 'gauge',
      '1 while the background worker is running.')
-), samples(family, suffix, labels, value) AS (
-    SELECT 'pooldiag_connection_slots', '', NULL, slots::text FROM cap
+), pool_samples(family, suffix, labels, value) AS (
+    SELECT 'pooldiag_pool_sessions', '', p.labels || ',state="' || st.state || '"', st.n::text
+    FROM pools p,
+         LATERAL (VALUES ('idle', p.idle),
+                         ('active', p.busy - p.idle_in_transaction - p.waiting_on_lock),
+                         ('idle_in_transaction', p.idle_in_transaction),
+                         ('waiting_on_lock', p.waiting_on_lock)) st(state, n)
+    UNION ALL SELECT 'pooldiag_pool_overdue_sessions', '', labels, overdue::text FROM pools
+    UNION ALL SELECT 'pooldiag_pool_peak_busy', '', labels, peak_busy::text FROM pools
+    UNION ALL
+    SELECT 'pooldiag_pool_longest_checkout_seconds', '', labels,
+           coalesce(extract(epoch FROM longest_checkout), 0)::double precision::text
+    FROM pools
+    UNION ALL SELECT 'pooldiag_pool_checkouts_total', '', labels, checkouts::text FROM pools
+    UNION ALL SELECT 'pooldiag_pool_connects_total', '', labels, connects::text FROM pools
+    UNION ALL
+    SELECT 'pooldiag_pool_disconnects_total', '', p.labels || ',cause="' || c.cause || '"', c.n::text
+    FROM pools p,
+         LATERAL (VALUES ('normal', p.disconnects_normal), ('client_eof', p.disconnects_client_eof),
+                         ('fatal', p.disconnects_fatal), ('killed', p.disconnects_killed)) c(cause, n)
+    UNION ALL
+    SELECT 'pooldiag_pool_closes_total', '', p.labels || ',reason="' || c.reason || '"', c.n::text
+    FROM pools p,
+         LATERAL (VALUES ('idle_timeout', p.closes_idle_timeout), ('max_lifetime', p.closes_max_lifetime),
+                         ('idle_in_transaction_timeout', p.closes_idle_in_transaction_timeout),
+                         ('drain', p.closes_drain)) c(reason, n)
+    UNION ALL
+    SELECT 'pooldiag_pool_leak_suspects_total', '', p.labels || ',reason="' || c.reason || '"', c.n::text
+    FROM pools p,
+         LATERAL (VALUES ('long_checkout', p.leak_suspects - p.idle_leaks),
+                         ('idle_while_pool_busy', p.idle_leaks)) c(reason, n)
+    UNION ALL SELECT 'pooldiag_pool_rejected_total', '', labels, rejected::text FROM pools
+    UNION ALL
+    SELECT 'pooldiag_pool_declared_instances', '', labels, coalesce(declared_instances, 0)::text
+    FROM pools
+    UNION ALL
+    SELECT 'pooldiag_pool_declared_max_connections', '', labels, coalesce(declared_max, 0)::text
+    FROM pools
+), samples(family, grp, sub, suffix, labels, value) AS (
+    SELECT family, labels, 0::double precision, suffix, labels, value FROM pool_samples
+    UNION ALL
+    -- Histograms: each pool's buckets in le order, then +Inf, _sum, _count.
+    SELECT 'pooldiag_pool_hold_seconds', h.labels, b.le, '_bucket',
+           h.labels || ',le="' || b.le::text || '"', b.n::text
+    FROM hold h, unnest(h.le, h.buckets) b(le, n)
+    UNION ALL
+    SELECT 'pooldiag_pool_hold_seconds', labels, 'Infinity', '_bucket',
+           labels || ',le="+Inf"', count::text FROM hold
+    UNION ALL
+    SELECT 'pooldiag_pool_hold_seconds', labels, 'Infinity', '_sum', labels, sum::text FROM hold
+    UNION ALL
+    SELECT 'pooldiag_pool_hold_seconds', labels, 'Infinity', '_count', labels, count::text FROM hold
+    UNION ALL
+    SELECT family, coalesce(labels, ''), 0, suffix, labels, value FROM (
+    SELECT 'pooldiag_connection_slots' AS family, '' AS suffix, NULL AS labels, slots::text AS value FROM cap
     UNION ALL SELECT 'pooldiag_connections_in_use', '', NULL, in_use::text FROM cap
     UNION ALL SELECT 'pooldiag_connections_peak', '', NULL, peak_in_use::text FROM cap
     UNION ALL SELECT 'pooldiag_saturation_warning_ratio', '', NULL, saturation_warning::text FROM cap
@@ -365,6 +491,7 @@ WITH cap AS (
     UNION ALL
     SELECT 'pooldiag_worker_running', '', 'worker="writer"',
            (writer_state = 'running')::integer::text FROM health
+    ) server_samples
 )
 SELECT string_agg(block, '' ORDER BY ord)
 FROM (
@@ -374,7 +501,7 @@ FROM (
            coalesce((SELECT string_agg(f.family || s.suffix ||
                                        coalesce('{' || s.labels || '}', '') ||
                                        ' ' || s.value || E'\n', ''
-                                       ORDER BY s.suffix, s.labels)
+                                       ORDER BY s.grp, s.sub, s.suffix)
                      FROM samples s WHERE s.family = f.family), '') AS block
     FROM families f
 ) blocks;
@@ -410,4 +537,6 @@ COMMENT ON COLUMN pooldiag.capacity.detail IS
 COMMENT ON FUNCTION pooldiag.prometheus_label(text) IS
 'A label value quoted and escaped for the Prometheus text format (backslash, double quote, newline); used by pooldiag.metrics()';
 COMMENT ON FUNCTION pooldiag.metrics() IS
-'pooldiag''s numbers in the Prometheus text exposition format: capacity, rejections by reason, event pipeline and enforcer counters.  Executable by pg_monitor';
+'pooldiag''s numbers in the Prometheus text exposition format: per-pool sessions by state, checkouts, hold-time histogram, closes and rejections, capacity, rejections by reason, event pipeline and enforcer counters.  Pools follow pooldiag.pools'' visibility.  Executable by pg_monitor';
+COMMENT ON FUNCTION pooldiag.get_pool_hold_histogram() IS
+'Each visible pool''s hold times as a Prometheus histogram: bounds le (seconds, edges of pooldiag''s log-scale buckets, so counts are exact), cumulative counts, sum in seconds and count; for pooldiag.metrics() and the exporter''s queries file.  Executable by pg_monitor';

@@ -40,7 +40,9 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
@@ -68,6 +70,7 @@ PG_FUNCTION_INFO_V1(pooldiag_pools);
 PG_FUNCTION_INFO_V1(pooldiag_reset);
 PG_FUNCTION_INFO_V1(pooldiag_capacity);
 PG_FUNCTION_INFO_V1(pooldiag_rejection_counts);
+PG_FUNCTION_INFO_V1(pooldiag_pool_hold_histogram);
 
 #define PGD_SESSIONS_COLS	24
 /*
@@ -803,6 +806,146 @@ pooldiag_rejection_counts(PG_FUNCTION_ARGS)
 
 		values[0] = CStringGetTextDatum(pgd_reason_name((uint8) r));
 		values[1] = Int64GetDatum((int64) pgd_capacity_rejections((uint8) r));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * pooldiag.get_pool_hold_histogram(): each pool's hold times as a
+ * Prometheus histogram, for pooldiag.metrics() and the exporter's queries
+ * file.  The pools' log-scale buckets (pools.h) are summed into a few
+ * cumulative ones whose bounds are bucket edges, so every count is exact:
+ * the bound near each target below is the largest whole number of
+ * microseconds that still falls in the bucket ending there (1 ms becomes
+ * 1046 us, shown as le 0.001046).  Only pools whose detail the caller may
+ * see (pooldiag.pools' rule) are returned.
+ */
+static const double pgd_prom_hold_targets_s[] = {
+	0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+	1, 2.5, 5, 10, 30, 60, 300, 1800
+};
+#define PGD_PROM_HOLD_BOUNDS lengthof(pgd_prom_hold_targets_s)
+#define PGD_POOL_HOLD_COLS	10
+
+/*
+ * The bound for a target: the end of the bucket that holds it, as the
+ * largest whole microsecond inside; *last is that bucket's number.
+ */
+static int64
+pgd_prom_hold_bound_us(double target_s, int *last)
+{
+	int			bucket = pgd_hold_bucket((int64) (target_s * 1e6 + 0.5));
+	int64		le = (int64) ceil(pow(PGD_HOLD_RATIO, bucket)) - 1;
+
+	/* pow() and the table may round differently: settle on the table's. */
+	while (pgd_hold_bucket(le + 1) <= bucket)
+		le++;
+	while (le > 0 && pgd_hold_bucket(le) > bucket)
+		le--;
+	*last = bucket;
+	return le;
+}
+
+Datum
+pooldiag_pool_hold_histogram(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PgdPoolCopy *copies;
+	int		   *rowmap;
+	int			ncopies;
+	uint32		epoch;
+	PgdSessionSnapshot snap;
+	PgdHoldStats hold;
+	bool		see_all;
+	Datum		bounds[PGD_PROM_HOLD_BOUNDS];
+	int			last_bucket[PGD_PROM_HOLD_BOUNDS];
+	ArrayType  *le_array;
+
+	pgd_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_POOL_HOLD_COLS);
+
+	for (int b = 0; b < PGD_PROM_HOLD_BOUNDS; b++)
+		bounds[b] = Float8GetDatum((double)
+								   pgd_prom_hold_bound_us(pgd_prom_hold_targets_s[b],
+														  &last_bucket[b]) / 1e6);
+	le_array = construct_array(bounds, PGD_PROM_HOLD_BOUNDS, FLOAT8OID,
+							   sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+
+	/* The pools' totals plus the live sessions' counts, as pooldiag.pools. */
+	ncopies = pgd_pools_copy(&copies, &epoch);
+	rowmap = palloc(sizeof(int) * (pgd_pools_capacity() + 1));
+	for (int i = 0; i <= pgd_pools_capacity(); i++)
+		rowmap[i] = -1;
+	for (int r = 0; r < ncopies; r++)
+		rowmap[copies[r].index] = r;
+	for (int i = 0; i < pgd_registry_size(); i++)
+	{
+		int			index;
+
+		if (!pgd_registry_read_slot(i, &snap))
+			continue;
+		index = snap.slot.pool_index;
+		if (index < 0 || index > pgd_pools_capacity() || rowmap[index] < 0 ||
+			copies[rowmap[index]].generation != snap.slot.pool_generation)
+			continue;
+		if (pgd_registry_read_hold(i, snap.slot.serial, &hold) &&
+			hold.epoch == epoch)
+			pgd_add_hold(&copies[rowmap[index]].totals, &hold);
+	}
+
+	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	for (int r = 0; r < ncopies; r++)
+	{
+		const PgdPoolCopy *copy = &copies[r];
+		const PgdPoolKey *key = &copy->key;
+		Datum		values[PGD_POOL_HOLD_COLS];
+		bool		nulls[PGD_POOL_HOLD_COLS];
+		Datum		counts[PGD_PROM_HOLD_BOUNDS];
+		uint64		cumulative = 0;
+		int			next = 0;
+
+		if (copy->other ? !see_all :
+			!(see_all || pgd_can_see_role(key->roleid)))
+			continue;
+
+		memset(nulls, true, sizeof(nulls));
+		values[0] = CStringGetTextDatum(copy->other ? "other" :
+										key->declared ? "declared" : "implicit");
+		nulls[0] = false;
+		if (!copy->other)
+		{
+			pgd_set_name(values, nulls, 2, get_database_name(key->databaseid));
+			pgd_set_name(values, nulls, 3, GetUserNameFromId(key->roleid, true));
+			values[key->declared ? 1 : 4] = CStringGetTextDatum(key->name);
+			nulls[key->declared ? 1 : 4] = false;
+			if (!key->declared &&
+				(key->client_family == AF_INET || key->client_family == AF_INET6))
+			{
+				char		text[INET6_ADDRSTRLEN];
+
+				if (inet_ntop(key->client_family, key->client_addr, text, sizeof(text)))
+				{
+					values[5] = DirectFunctionCall1(inet_in, CStringGetDatum(text));
+					nulls[5] = false;
+				}
+			}
+		}
+
+		for (int i = 0; i < PGD_HOLD_BUCKETS && next < PGD_PROM_HOLD_BOUNDS; i++)
+		{
+			cumulative += copy->totals.hold_buckets[i];
+			while (next < PGD_PROM_HOLD_BOUNDS && last_bucket[next] == i)
+				counts[next++] = Int64GetDatum((int64) cumulative);
+		}
+		values[6] = PointerGetDatum(le_array);
+		values[7] = PointerGetDatum(construct_array(counts, PGD_PROM_HOLD_BOUNDS,
+													INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[8] = Float8GetDatum((double) copy->totals.hold_sum_us / 1e6);
+		values[9] = Int64GetDatum(copy->totals.checkouts);
+		memset(nulls + 6, false, sizeof(bool) * 4);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

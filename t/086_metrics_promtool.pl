@@ -40,13 +40,19 @@ $role = create_named('ROLE', $role, 'LOGIN CONNECTION LIMIT 3');
 $db = create_named('DATABASE', $db, 'CONNECTION LIMIT 5');
 $node->safe_psql('postgres', q{CREATE ROLE monitor LOGIN IN ROLE pg_monitor});
 
-# A hostile application_name in a session while metrics are taken.
-my ($hostile, $hostile_pid) =
-  open_session($node, app => qq{app "x" \\ y});
+# A hostile application_name in a session while metrics are taken: its
+# pool is labelled with it.  Four checkouts: pg_backend_pid() when opened,
+# two quick ones and one held 0.3 s.
+my $app = qq{app "x" \\ y};
+my ($hostile, $hostile_pid) = open_session($node, app => $app);
+$hostile->query_safe('SELECT 1');
+$hostile->query_safe('SELECT 2');
+$hostile->query_safe('SELECT pg_sleep(0.3)');
 
 # The exposition as a pg_monitor member sees it.
 my $metrics = $node->safe_psql('postgres', 'SELECT pooldiag.metrics()',
 	extra_params => [ '-U', 'monitor' ]) . "\n";
+note($metrics);
 my $file = "${PostgreSQL::Test::Utils::tmp_check}/metrics.txt";
 open(my $fh, '>', $file) or die "could not write $file: $!";
 print $fh $metrics;
@@ -94,6 +100,8 @@ is(scalar(@bad), 0, 'every line is a comment or a sample')
 
 # Figures: one session besides the query's own, counters present.
 like($metrics, qr/^pooldiag_connections_in_use 2$/m, 'two sessions in use');
+like($metrics, qr/^# TYPE pooldiag_pool_hold_seconds histogram$/m,
+	'hold times are a histogram');
 like($metrics, qr/^pooldiag_connection_slots 97$/m,
 	'97 slots: max_connections 100 less 3 reserved');
 like($metrics,
@@ -101,6 +109,54 @@ like($metrics,
 	'rejections by reason start at 0');
 like($metrics, qr/^pooldiag_worker_running\{worker="enforcer"\} 1$/m,
 	'the enforcer runs');
+
+# The hostile application's pool, its label escaped.
+my $app_label = qq{application_name="app \\"x\\" \\\\ y"};
+my @pool_lines = grep { index($_, $app_label) >= 0 } split /\n/, $metrics;
+ok(scalar(@pool_lines) > 0, 'the pool of the hostile application_name has series')
+  or diag($metrics);
+my %pool;
+foreach (@pool_lines)
+{
+	/^(\S+?)\{(.*)\} (\S+)$/ or next;
+	my ($name, $labels, $value) = ($1, $2, $3);
+	my ($extra) = $labels =~ /,(state|le|cause|reason)="([^"]*)"$/ ? "$1=$2" : '';
+	$pool{ $extra ? "$name\{$extra\}" : $name } = $value;
+}
+is($pool{'pooldiag_pool_sessions{state=idle}'}, '1', 'one idle session in the pool');
+is($pool{'pooldiag_pool_sessions{state=active}'}, '0', 'none active');
+is($pool{'pooldiag_pool_checkouts_total'}, '4', 'four checkouts');
+is($pool{'pooldiag_pool_hold_seconds_count'}, '4', 'the histogram counts the four');
+is($pool{'pooldiag_pool_hold_seconds_bucket{le=+Inf}'}, '4', 'its +Inf bucket too');
+cmp_ok($pool{'pooldiag_pool_hold_seconds_sum'}, '>=', 0.3,
+	'the sum includes the 0.3 s checkout');
+# The bounds are edges of the log buckets: 0.25 s becomes a little more.
+my @les = map { /^pooldiag_pool_hold_seconds_bucket\{(le=[^}]*)\}$/ ? $1 : () } keys %pool;
+my ($le_025) = grep { /^le=0\.2[5-9]/ } @les;
+my ($le_05) = grep { /^le=0\.5[0-9]/ } @les;
+is($pool{"pooldiag_pool_hold_seconds_bucket{$le_025}"}, '3',
+	"three checkouts of at most $le_025 s");
+is($pool{"pooldiag_pool_hold_seconds_bucket{$le_05}"}, '4',
+	"four of at most $le_05 s");
+is($pool{'pooldiag_pool_closes_total{reason=idle_timeout}'}, '0',
+	'closes by reason start at 0');
+
+# Visibility: a role that may run metrics() but has neither
+# pg_read_all_stats nor the superuser's privileges sees its own pools only.
+$node->safe_psql('postgres', q{
+CREATE ROLE plain LOGIN;
+GRANT EXECUTE ON FUNCTION pooldiag.metrics(), pooldiag.get_capacity(),
+  pooldiag.get_rejection_counts(), pooldiag.get_pool_hold_histogram() TO plain;
+GRANT SELECT ON pooldiag.capacity TO plain;
+});
+my ($mine) = open_session($node, app => 'mine', user => 'plain');
+my $plain_metrics = $node->safe_psql('postgres', 'SELECT pooldiag.metrics()',
+	extra_params => [ '-U', 'plain' ]);
+unlike($plain_metrics, qr/\Q$app_label\E/,
+	"another role's pool is not shown to a plain role");
+like($plain_metrics, qr/^pooldiag_pool_checkouts_total\{[^}]*application_name="mine"/m,
+	'its own pool is');
+close_session($mine);
 
 close_session($hostile);
 $node->stop;
