@@ -32,6 +32,9 @@ CREATE ROLE limited LOGIN CONNECTION LIMIT 1;
 
 # Two sessions, one of them filling the role limit, and one refused attempt.
 my ($app, $app_pid) = open_session($node, app => 'web');
+# Three checkouts in pool "web": pg_backend_pid() when opened, and two more.
+$app->query_safe('SELECT 1');
+$app->query_safe('SELECT 2');
 my ($lim, $lim_pid) = open_session($node, app => 'job', user => 'limited');
 my ($ret, $out, $err) = $node->psql('postgres', 'SELECT 1',
 	extra_params => [ '-U', 'limited' ]);
@@ -123,6 +126,20 @@ is(series('pooldiag_health_enforcer_running'), '1',
 	'pooldiag_health_enforcer_running');
 is(series('pooldiag_health_writer_running'), '1',
 	'pooldiag_health_writer_running');
+my %web = (application_name => 'web', kind => 'implicit');
+is(series('pooldiag_pool_sessions', %web), '1', 'pooldiag_pool_sessions of "web"');
+is(series('pooldiag_pool_idle', %web), '1', 'pooldiag_pool_idle of "web"');
+is(series('pooldiag_pool_checkouts', %web), '3', 'pooldiag_pool_checkouts of "web"');
+is(series('pooldiag_pool_closed_sessions', %web, reason => 'idle_timeout'), '0',
+	'pooldiag_pool_closed_sessions of "web" for idle_timeout');
+is(series('pooldiag_pool_hold_seconds_count', %web), '3',
+	'pooldiag_pool_hold_seconds_count of "web"');
+is(series('pooldiag_pool_hold_seconds_bucket', %web, le => '+Inf'), '3',
+	'pooldiag_pool_hold_seconds_bucket of "web", le +Inf');
+is(series('pooldiag_pool_hold_seconds_bucket', %web, le => '1.0e-06'), undef,
+	'no made-up bounds');
+like($body, qr/^# TYPE pooldiag_pool_hold_seconds histogram$/m,
+	'hold times are exported as a histogram');
 like($body, qr/^# TYPE pooldiag_rejected_attempts counter$/m,
 	'attempts are exported as a counter');
 unlike(slurp_file($log), qr/level=error/, 'the exporter logged no error')
