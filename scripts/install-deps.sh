@@ -21,6 +21,14 @@
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Utils
 #   perl                      prove (the TAP harness) and Test::More
 #   gdb                       t/062 injects a fault into a backend with it
+#   prometheus                promtool: t/086 validates pooldiag.metrics() with
+#                             `promtool check metrics`
+#   prometheus-postgres-exporter
+#                             t/087 runs it with
+#                             contrib/prometheus-postgres-exporter/pooldiag.yaml
+# Installing the last two must not start Debian's daemons (prometheus on
+# :9090, the exporter on :9187): they are installed with a policy-rc.d that
+# refuses every start, unless the machine has its own policy-rc.d already.
 # postgresql-contrib is not needed: it is only a metapackage, the contrib
 # modules and pgbench ship in postgresql-NN itself.
 #
@@ -55,6 +63,8 @@ if [ "$with_pg" -eq 1 ]; then
 		libipc-run-perl
 		perl
 		gdb
+		prometheus
+		prometheus-postgres-exporter
 	)
 fi
 if [ "$chroot_tools" -eq 1 ]; then
@@ -82,7 +92,30 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	# The package lists of a fresh machine are empty or stale; update only
 	# when we actually have something to install.
 	apt-get "${apt_opts[@]}" update
-	apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}"
+	# The tools the tests run themselves, never as services (see above), go
+	# in an apt-get of their own; the rest installs as Debian means it to.
+	services=() others=()
+	for p in "${missing[@]}"; do
+		case "$p" in
+		prometheus | prometheus-postgres-exporter) services+=("$p") ;;
+		*) others+=("$p") ;;
+		esac
+	done
+	if [ "${#others[@]}" -gt 0 ]; then
+		apt-get "${apt_opts[@]}" install -y --no-install-recommends "${others[@]}"
+	fi
+	if [ "${#services[@]}" -gt 0 ]; then
+		own_policy=0
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+			chmod 755 /usr/sbin/policy-rc.d
+			own_policy=1
+		fi
+		rc=0
+		apt-get "${apt_opts[@]}" install -y --no-install-recommends "${services[@]}" || rc=$?
+		[ "$own_policy" -eq 0 ] || rm -f /usr/sbin/policy-rc.d
+		[ "$rc" -eq 0 ] || exit "$rc"
+	fi
 else
 	pd_log "all packages already installed: ${PACKAGES[*]}"
 fi
@@ -110,4 +143,7 @@ perl -MIPC::Run -e 1 2>/dev/null || pd_die "perl module IPC::Run missing (libipc
 [ -f /usr/include/gssapi/gssapi.h ] || pd_die "GSSAPI headers missing (libkrb5-dev)"
 command -v gcc >/dev/null || pd_die "gcc missing (build-essential)"
 command -v make >/dev/null || pd_die "make missing (build-essential)"
+command -v promtool >/dev/null || pd_die "promtool missing (prometheus)"
+command -v prometheus-postgres-exporter >/dev/null ||
+	pd_die "prometheus-postgres-exporter missing"
 pd_log "dependencies OK: $("$PG_CONFIG" --version)"
