@@ -13,11 +13,13 @@ OBJS = \
 	src/views.o \
 	src/sanitize.o \
 	src/fold.o \
+	src/declared.o \
 	src/pools.o \
 	src/capacity.o
 
 EXTENSION = pooldiag
-DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql pooldiag--1.1--1.2.sql
+DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql \
+	pooldiag--1.1--1.2.sql
 PGFILEDESC = "pooldiag - connection hygiene for pooled applications"
 
 # pg_regress runs against a private cluster that preloads pooldiag.

@@ -51,3 +51,48 @@ SELECT setrole::regrole, setdatabase <> 0 AS per_database, setconfig
 FROM pg_db_role_setting WHERE setrole = 'regress_pooldiag_app'::regrole
 ORDER BY 2;
 DROP ROLE regress_pooldiag_app;
+
+--
+-- Declared client pools: any role may set them; they are shown and never
+-- enforced.  Ranges: sizes 0 .. 262143, times 0 .. INT_MAX ms.
+--
+CREATE ROLE regress_pooldiag_client;
+SET ROLE regress_pooldiag_client;
+SET pooldiag.client_pool = 'orders-api';
+SET pooldiag.client_pool_size = 5;
+SET pooldiag.client_max_overflow = 10;
+SET pooldiag.client_pool_timeout = '30s';
+SET pooldiag.client_recycle = '30min';
+SET pooldiag.client_instance = 'web-3:4711';
+-- (The session's row is the superuser's, which this role may not see.)
+RESET ROLE;
+SELECT client_pool, client_pool_size, client_max_overflow,
+       client_pool_timeout, client_recycle, client_instance,
+       recycle_at, idle_timeout, max_lifetime
+FROM pooldiag.sessions WHERE pid = pg_backend_pid();
+-- Hostile values: refused with the usual GUC errors.
+SET pooldiag.client_pool_size = -1;
+SET pooldiag.client_pool_size = 262144;
+SET pooldiag.client_max_overflow = 99999999999;
+SET pooldiag.client_pool_timeout = '-5s';
+SET pooldiag.client_recycle = '100d';
+SET pooldiag.client_pool_size = 'five';
+-- A name longer than 63 bytes is cut at a character: here after the 62
+-- ASCII bytes, since the two-byte "é" that follows does not fit whole.
+SET pooldiag.client_instance = 'host-with-a-very-long-name.example.com:4711/worker-0123456789-é';
+SELECT client_instance, octet_length(client_instance)
+FROM pooldiag.sessions WHERE pid = pg_backend_pid();
+-- RESET returns to "not declared".
+RESET pooldiag.client_pool_size;
+RESET pooldiag.client_pool;
+SELECT client_pool, client_pool_size, client_max_overflow
+FROM pooldiag.sessions WHERE pid = pg_backend_pid();
+-- A rolled-back SET is undone in the view as well.
+SET pooldiag.client_pool = 'before';
+BEGIN;
+SET pooldiag.client_pool = 'in-a-rolled-back-transaction';
+SELECT client_pool FROM pooldiag.sessions WHERE pid = pg_backend_pid();
+ROLLBACK;
+SELECT client_pool FROM pooldiag.sessions WHERE pid = pg_backend_pid();
+RESET ALL;
+DROP ROLE regress_pooldiag_client;

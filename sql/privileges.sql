@@ -22,7 +22,9 @@ SELECT pid = pg_backend_pid() AS pid_shown, datname IS NOT NULL AS datname_shown
        application_name, client_addr, backend_start, state, state_change,
        age, idle_for, checkouts, checkout_start, hold_time, idle_time,
        recycle_at, terminate_at, terminate_reason, exempt, exempt_reason,
-       draining, idle_timeout
+       draining, idle_timeout, client_port, client_pool, client_pool_size,
+       client_max_overflow, client_pool_timeout, client_recycle,
+       client_instance, wait_event_type, wait_event, blocked_by
 FROM pooldiag.sessions WHERE pid = pg_backend_pid();
 
 -- It cannot write events, nor take ids from their sequence, nor drain
@@ -40,7 +42,10 @@ RESET ROLE;
 -- Members of pg_read_all_stats see everything.
 SET ROLE regress_pooldiag_stats;
 SELECT application_name IS NOT NULL AS application_name_shown,
-       state IS NOT NULL AS state_shown, checkouts IS NOT NULL AS checkouts_shown
+       state IS NOT NULL AS state_shown, checkouts IS NOT NULL AS checkouts_shown,
+       client_port IS NOT NULL AS client_port_shown,
+       wait_event_type IS NULL AND wait_event IS NULL AS not_waiting,
+       blocked_by = '{}' AS blocked_by_nobody
 FROM pooldiag.sessions WHERE pid = pg_backend_pid();
 RESET ROLE;
 

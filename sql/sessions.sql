@@ -17,6 +17,20 @@ SELECT datname = current_database() AS datname_ok,
                         WHERE pid = pg_backend_pid()) AS backend_start_ok
 FROM pooldiag.sessions WHERE pid = pg_backend_pid();
 
+-- Who is who: a Unix-domain socket has port -1, as in pg_stat_activity;
+-- nothing declared; not waiting, so blocked by nobody.
+SELECT s.client_port, s.client_port = a.client_port AS port_as_pg_stat_activity,
+       s.client_pool, s.client_pool_size, s.client_max_overflow,
+       s.client_pool_timeout, s.client_recycle, s.client_instance,
+       s.wait_event_type, s.wait_event, s.blocked_by
+FROM pooldiag.sessions s JOIN pg_stat_activity a USING (pid)
+WHERE pid = pg_backend_pid();
+
+-- blocked_by is computed only when selected (pg_blocking_pids() is called
+-- only through pooldiag.blocked_by(), and only for lock waiters).
+EXPLAIN (VERBOSE, COSTS OFF) SELECT pid, wait_event FROM pooldiag.sessions;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT pid, blocked_by FROM pooldiag.sessions;
+
 -- One row per client backend, and nothing else.
 SELECT (SELECT count(*) FROM pooldiag.sessions) =
        (SELECT count(*) FROM pg_stat_activity

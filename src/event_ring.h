@@ -69,6 +69,7 @@ typedef struct PgdEvent
 	uint8		reason;			/* PgdReason */
 	uint8		client_family;	/* AF_INET, AF_INET6 or 0 (none/Unix) */
 	uint8		client_addr[16];
+	int32		client_port;	/* TCP port; -1 Unix-domain socket; 0 unknown */
 	NameData	datname;
 	NameData	usename;
 	char		application_name[NAMEDATALEN];

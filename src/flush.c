@@ -123,28 +123,40 @@ static const Oid pgd_column_types[PGD_EVENT_NCOLUMNS] = {
 	NAMEOID,					/* usename */
 	TEXTOID,					/* application_name */
 	INETOID,					/* client_addr */
-	JSONBOID					/* detail */
+	JSONBOID,					/* detail */
+	INT4OID						/* client_port, from 1.2 */
 };
 
 /*
  * One INSERT per batch: each column arrives as an array.  ROWS FROM with
  * qualified unnest() rather than multi-argument unnest(), which exists only
  * as unqualified syntax.  event_id is left to its identity column.
+ *
+ * A table of version 1.1 has no client_port: until ALTER EXTENSION UPDATE
+ * adds it, the writer goes on writing the other columns (the second form),
+ * so a new library never holds events back from a 1.1 table.
  */
+#define PGD_INSERT_COLUMNS_1_1 \
+"INSERT INTO pooldiag.events (event_time, event, reason, pid," \
+" backend_start, datname, usename, application_name, client_addr, detail"
+#define PGD_INSERT_UNNEST_1_1 \
+" SELECT * FROM ROWS FROM (" \
+" pg_catalog.unnest($1::pg_catalog.timestamptz[])," \
+" pg_catalog.unnest($2::pg_catalog.text[])," \
+" pg_catalog.unnest($3::pg_catalog.text[])," \
+" pg_catalog.unnest($4::pg_catalog.int4[])," \
+" pg_catalog.unnest($5::pg_catalog.timestamptz[])," \
+" pg_catalog.unnest($6::pg_catalog.name[])," \
+" pg_catalog.unnest($7::pg_catalog.name[])," \
+" pg_catalog.unnest($8::pg_catalog.text[])," \
+" pg_catalog.unnest($9::pg_catalog.inet[])," \
+" pg_catalog.unnest($10::pg_catalog.jsonb[])"
+
 static const char *pgd_insert_sql =
-"INSERT INTO pooldiag.events (event_time, event, reason, pid,"
-" backend_start, datname, usename, application_name, client_addr, detail)"
-" SELECT * FROM ROWS FROM ("
-" pg_catalog.unnest($1::pg_catalog.timestamptz[]),"
-" pg_catalog.unnest($2::pg_catalog.text[]),"
-" pg_catalog.unnest($3::pg_catalog.text[]),"
-" pg_catalog.unnest($4::pg_catalog.int4[]),"
-" pg_catalog.unnest($5::pg_catalog.timestamptz[]),"
-" pg_catalog.unnest($6::pg_catalog.name[]),"
-" pg_catalog.unnest($7::pg_catalog.name[]),"
-" pg_catalog.unnest($8::pg_catalog.text[]),"
-" pg_catalog.unnest($9::pg_catalog.inet[]),"
-" pg_catalog.unnest($10::pg_catalog.jsonb[]))";
+PGD_INSERT_COLUMNS_1_1 ", client_port)" PGD_INSERT_UNNEST_1_1
+", pg_catalog.unnest($11::pg_catalog.int4[]))";
+static const char *pgd_insert_sql_1_1 =
+PGD_INSERT_COLUMNS_1_1 ")" PGD_INSERT_UNNEST_1_1 ")";
 
 /* The columns the INSERT gives: all but event_id (column 0). */
 #define PGD_INSERT_NCOLUMNS		(PGD_EVENT_NCOLUMNS - 1)
@@ -159,6 +171,7 @@ typedef enum PgdTableCheck
 } PgdTableCheck;
 
 static SPIPlanPtr insert_plan = NULL;
+static bool insert_plan_has_port = false;	/* which of the two it is */
 static PgdEvent *batch = NULL;
 
 static TimestampTz last_retention = 0;
@@ -354,6 +367,10 @@ pgd_event_values(const PgdEvent *ev, int64 event_id,
 	else
 		nulls[10] = true;
 	pfree(detail.data);
+
+	/* -1 for a Unix-domain socket, as in pg_stat_activity; 0: unknown. */
+	values[11] = Int32GetDatum(ev->client_port);
+	nulls[11] = ev->client_port == 0;
 }
 
 /*
@@ -361,14 +378,15 @@ pgd_event_values(const PgdEvent *ev, int64 event_id,
  * pgd_check_events_table() said the table may be written.
  */
 static void
-pgd_insert_events(const PgdEvent *events, int n)
+pgd_insert_events(const PgdEvent *events, int n, bool has_port)
 {
 	Datum	   *columns[PGD_EVENT_NCOLUMNS];
 	bool	   *column_nulls[PGD_EVENT_NCOLUMNS];
 	Datum		args[PGD_INSERT_NCOLUMNS];
 	char		argnulls[PGD_INSERT_NCOLUMNS];
+	int			ncolumns = has_port ? PGD_EVENT_NCOLUMNS : PGD_EVENT_NCOLUMNS_1_1;
 
-	for (int c = 1; c < PGD_EVENT_NCOLUMNS; c++)
+	for (int c = 1; c < ncolumns; c++)
 	{
 		columns[c] = palloc(sizeof(Datum) * n);
 		column_nulls[c] = palloc(sizeof(bool) * n);
@@ -381,14 +399,14 @@ pgd_insert_events(const PgdEvent *events, int n)
 
 		/* The id is the table's to give; column 0 is ignored. */
 		pgd_event_values(&events[i], 0, values, nulls);
-		for (int c = 1; c < PGD_EVENT_NCOLUMNS; c++)
+		for (int c = 1; c < ncolumns; c++)
 		{
 			columns[c][i] = values[c];
 			column_nulls[c][i] = nulls[c];
 		}
 	}
 
-	for (int c = 1; c < PGD_EVENT_NCOLUMNS; c++)
+	for (int c = 1; c < ncolumns; c++)
 	{
 		int16		typlen;
 		bool		typbyval;
@@ -404,19 +422,27 @@ pgd_insert_events(const PgdEvent *events, int n)
 		argnulls[c - 1] = ' ';
 	}
 
+	if (insert_plan != NULL && insert_plan_has_port != has_port)
+	{
+		/* ALTER EXTENSION UPDATE added the column since. */
+		SPI_freeplan(insert_plan);
+		insert_plan = NULL;
+	}
 	if (insert_plan == NULL)
 	{
 		Oid			argtypes[PGD_INSERT_NCOLUMNS];
 		SPIPlanPtr	plan;
 
-		for (int c = 1; c < PGD_EVENT_NCOLUMNS; c++)
+		for (int c = 1; c < ncolumns; c++)
 			argtypes[c - 1] = get_array_type(pgd_column_types[c]);
-		plan = SPI_prepare(pgd_insert_sql, PGD_INSERT_NCOLUMNS, argtypes);
+		plan = SPI_prepare(has_port ? pgd_insert_sql : pgd_insert_sql_1_1,
+						   ncolumns - 1, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		if (SPI_keepplan(plan) != 0)
 			elog(ERROR, "SPI_keepplan failed");
 		insert_plan = plan;
+		insert_plan_has_port = has_port;
 	}
 	if (SPI_execute_plan(insert_plan, args, argnulls, false, 0) != SPI_OK_INSERT ||
 		SPI_processed != (uint64) n)
@@ -471,7 +497,7 @@ pgd_role_name(Oid roleid)
  * is wrong (for PGD_TABLE_OUTDATED, to the extension's version).
  */
 static PgdTableCheck
-pgd_check_events_table(char **problem)
+pgd_check_events_table(char **problem, bool *has_port)
 {
 	Oid			extoid;
 	Oid			extowner;
@@ -484,6 +510,8 @@ pgd_check_events_table(char **problem)
 	PgdTableCheck result = PGD_TABLE_UNTRUSTED;
 
 	*problem = NULL;
+	if (has_port)
+		*has_port = false;
 	extoid = get_extension_oid("pooldiag", true);
 	if (!OidIsValid(extoid) ||
 		!pgd_extension_owner_version(extoid, &extowner, &extversion))
@@ -538,7 +566,13 @@ pgd_check_events_table(char **problem)
 			result = PGD_TABLE_OUTDATED;
 		}
 		else
+		{
+			/* client_port, from 1.2: written when the table has it. */
+			attnum = get_attnum(relid, "client_port");
+			if (has_port && attnum != InvalidAttrNumber)
+				*has_port = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid == INT4OID;
 			result = PGD_TABLE_OK;
+		}
 	}
 	table_close(rel, NoLock);
 	return result;
@@ -717,8 +751,9 @@ pgd_write_batch_body(void *arg)
 	PgdBatch   *b = arg;
 	MemoryContext cxt = CurrentMemoryContext;
 	char	   *problem;
+	bool		has_port;
 
-	b->check = pgd_check_events_table(&problem);
+	b->check = pgd_check_events_table(&problem, &has_port);
 	if (b->check != PGD_TABLE_OK)
 	{
 		if (problem)
@@ -730,7 +765,7 @@ pgd_write_batch_body(void *arg)
 
 	PG_TRY();
 	{
-		pgd_insert_events(b->events, b->n);
+		pgd_insert_events(b->events, b->n, has_port);
 	}
 	PG_CATCH();
 	{
@@ -915,7 +950,7 @@ pgd_expire_batch_body(void *arg)
 	 * The same check as before a write: a DELETE runs triggers and rules as
 	 * much as an INSERT does.  Why not is reported by the next flush.
 	 */
-	if (pgd_check_events_table(&problem) != PGD_TABLE_OK)
+	if (pgd_check_events_table(&problem, NULL) != PGD_TABLE_OK)
 	{
 		expiry->refused = true;
 		return;

@@ -81,6 +81,7 @@
 
 #include "capacity.h"
 #include "compat.h"
+#include "declared.h"
 #include "event_ring.h"
 #include "hooks.h"
 #include "policy.h"
@@ -121,6 +122,14 @@ typedef struct PgdBlockState
 } PgdBlockState;
 
 static PgdBlockState pgd_block;
+
+/*
+ * application_name when the current checkout started: its checkin event
+ * carries the same identity as its checkout event, even when the client
+ * changed application_name in between (pgjdbc and PgBouncer send SET
+ * application_name), so per-application sums of the two balance.
+ */
+static char pgd_checkout_appname[NAMEDATALEN];
 
 /* Nesting of utility statements, which may end transactions inside. */
 static int	pgd_utility_depth = 0;
@@ -217,14 +226,21 @@ pgd_event_set_client_addr(PgdEvent *event, const struct sockaddr *addr)
 		event->client_family = AF_INET;
 		memcpy(event->client_addr,
 			   &((const struct sockaddr_in *) addr)->sin_addr, 4);
+		event->client_port = ntohs(((const struct sockaddr_in *) addr)->sin_port);
 	}
 	else if (addr->sa_family == AF_INET6)
 	{
 		event->client_family = AF_INET6;
 		memcpy(event->client_addr,
 			   &((const struct sockaddr_in6 *) addr)->sin6_addr, 16);
+		event->client_port = ntohs(((const struct sockaddr_in6 *) addr)->sin6_port);
 	}
-	/* Unix-domain sockets have no address, as in pg_stat_activity. */
+	/*
+	 * Unix-domain sockets have no address, and port -1, as in
+	 * pg_stat_activity.
+	 */
+	else if (addr->sa_family == AF_UNIX)
+		event->client_port = -1;
 }
 
 static void
@@ -404,11 +420,20 @@ pgd_establish_session(void)
 	if (pgd_my_slot == NULL)
 		return;
 	pgd_registry_publish_policy(pgd_own_policy());
+	pgd_declared_publish_at_connect();
 	before_shmem_exit(pgd_session_exit, (Datum) 0);
 
 	pgd_event_from_own_session(&event, PGD_EV_CONNECT, PGD_R_NONE);
 	event.event_time = now;
 	pgd_ring_append(&event);
+}
+
+/* A checkout started: remember who it started as (once per checkout). */
+static inline void
+pgd_note_checkout_identity(void)
+{
+	strlcpy(pgd_checkout_appname, application_name ? application_name : "",
+			NAMEDATALEN);
 }
 
 /* Start a checkout if the session is idle; the per-statement path. */
@@ -420,6 +445,7 @@ pgd_note_statement_start(void)
 		return;
 
 	pgd_registry_begin_checkout(GetCurrentStatementStartTimestamp());
+	pgd_note_checkout_identity();
 
 	if (unlikely(pgd_log_checkouts == PGD_LOG_CHECKOUTS_ALL))
 	{
@@ -451,6 +477,9 @@ pgd_checkin(TimestampTz end)
 		PgdEvent	event;
 
 		pgd_event_from_own_session(&event, PGD_EV_CHECKIN, PGD_R_NONE);
+		/* The identity of the checkout, not what it was changed to. */
+		pgd_sanitize_string(event.application_name, NAMEDATALEN,
+							pgd_checkout_appname, GetDatabaseEncoding());
 		event.event_time = end;
 		event.detail[PGD_D_CHECKIN_START] = start;
 		event.detail[PGD_D_CHECKIN_HOLD_US] = hold_us;
@@ -685,7 +714,10 @@ pgd_xact_callback(XactEvent event, void *arg)
 			 * catch up on invalidation messages.)
 			 */
 			if (pgd_my_slot->checkout_start == 0 && !pgd_setup_statement)
+			{
 				pgd_registry_begin_checkout(GetCurrentStatementStartTimestamp());
+				pgd_note_checkout_identity();
+			}
 			pgd_setup_statement = false;
 			pgd_checkin(GetCurrentTransactionStopTimestamp());
 			break;

@@ -48,6 +48,7 @@
 #include "utils/guc.h"
 
 #include "capacity.h"
+#include "declared.h"
 #include "event_ring.h"
 #include "fold.h"
 #include "policy.h"
@@ -379,6 +380,9 @@ pgd_define_settings(void)
 							   "",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
 							   pgd_check_pattern_list, pgd_assign_exempt_applications, NULL);
+
+	/* What clients declare about their pools (any role may set these). */
+	pgd_define_declared_settings();
 
 	MarkGUCPrefixReserved("pooldiag");
 }

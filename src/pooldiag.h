@@ -14,6 +14,7 @@
  *	 fold.c        folding repeated rejections into one row per window
  *	 sanitize.c    making client-chosen strings valid text
  *	 policy.c      effective per-session policy, deadlines, exemptions
+ *	 declared.c    settings clients declare their pools with (shown only)
  *	 capacity.c    sessions in use against connection slots, peak, saturation
  *	 views.c       SQL-callable functions behind the views
  *

@@ -81,6 +81,7 @@
 
 #include "common/hashfn.h"
 
+#include "declared.h"
 #include "hooks.h"
 #include "pooldiag.h"
 #include "pools.h"
@@ -113,12 +114,8 @@ static int	pgd_hold_start[64];
 static void pgd_pools_dump(int code, Datum arg);
 static void pgd_pools_load(void);
 
-/* The pool name the session declares (pooldiag.client_pool), or NULL. */
-static inline const char *
-pgd_pool_declared_name(void)
-{
-	return NULL;
-}
+/* The pool name the session declares (pooldiag.client_pool), or "". */
+#define pgd_pool_declared_name()	pgd_declared_pool_name()
 
 void
 pgd_pools_init_buckets(void)

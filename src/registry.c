@@ -40,8 +40,14 @@
  * its hold time goes into the slot's own histogram (PgdHoldStats), inside
  * the same write section as the rest of the checkin.
  *
- * The session's live state (active, idle in transaction, ...) and its
- * application_name are not duplicated here: core already keeps them in the
+ * The client pool a session declares (PgdDeclaredPool, written at connect
+ * and whenever one of those settings changes) sits after the requests, in
+ * the part of the slot that the enforcer's scan does not copy: only
+ * pooldiag.sessions reads it, with its own pass of the same protocol
+ * (pgd_registry_read_declared()).
+ *
+ * The session's live state (active, idle in transaction, ...), its wait
+ * event and its application_name are not duplicated here: core already keeps them in the
  * backend's PgBackendStatus entry, and readers copy them from there with
  * core's own protocol.  Core's state is also the authority on busy versus
  * idle; see pgd_registry_read_status().
@@ -50,6 +56,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
@@ -211,6 +218,7 @@ pgd_registry_detach(void)
 	slot->beentry = NULL;
 	slot->proc = NULL;
 	slot->pool_index = -1;
+	memset((PgdDeclaredPool *) &slot->declared, 0, sizeof(PgdDeclaredPool));
 	PGD_END_WRITE(slot);
 	pg_atomic_write_u64(&pgd_my_slot->drain_serial, 0);
 	pg_atomic_write_u64(&pgd_my_slot->close_request.serial, 0);
@@ -299,6 +307,78 @@ pgd_registry_publish_policy(const PgdSessionPolicy *policy)
 	PGD_BEGIN_WRITE(slot);
 	memcpy((PgdSessionPolicy *) &slot->policy, policy, sizeof(PgdSessionPolicy));
 	PGD_END_WRITE(slot);
+}
+
+/*
+ * Publish the client pool this session declares.  The caller computed
+ * everything (sanitized the strings); the section only copies.
+ */
+void
+pgd_registry_publish_declared(const PgdDeclaredPool *declared)
+{
+	volatile PgdSlot *slot = pgd_my_slot;
+	uint32		instance_hash;
+
+	if (slot == NULL)
+		return;
+	/* For the enforcer's idle-leak rule, which groups by instance. */
+	instance_hash = hash_bytes((const unsigned char *) declared->instance,
+							   strlen(declared->instance));
+	PGD_BEGIN_WRITE(slot);
+	memcpy((PgdDeclaredPool *) &slot->declared, declared, sizeof(PgdDeclaredPool));
+	slot->instance_hash = instance_hash;
+	PGD_END_WRITE(slot);
+}
+
+/*
+ * Copy the declared client pool of the session in a snapshot taken with
+ * pgd_registry_read_slot(), with the same protocol.  Returns false if the
+ * slot holds another session by now (or none).
+ */
+bool
+pgd_registry_read_declared(const PgdSessionSnapshot *snap,
+						   PgdDeclaredPool *declared)
+{
+	volatile PgdSlot *slot = &pgd_slots[snap->index].slot;
+
+	for (;;)
+	{
+		uint32		before = slot->changecount;
+		uint32		after;
+		uint64		serial;
+
+		pg_read_barrier();
+		serial = slot->serial;
+		memcpy(declared, (PgdDeclaredPool *) &slot->declared,
+			   sizeof(PgdDeclaredPool));
+		pg_read_barrier();
+		after = slot->changecount;
+		if (before == after && (before & 1) == 0)
+		{
+			declared->pool[NAMEDATALEN - 1] = '\0';
+			declared->instance[NAMEDATALEN - 1] = '\0';
+			return serial == snap->slot.serial;
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * The wait event of the session in a snapshot, as pg_stat_activity reads
+ * it: one 32-bit load from its PGPROC, which core writes without a lock.
+ * 0 (no wait) if the PGPROC serves another process by now.
+ */
+uint32
+pgd_registry_wait_event_info(const PgdSessionSnapshot *snap)
+{
+	volatile PGPROC *proc = snap->slot.proc;
+	uint32		info;
+
+	if (proc == NULL)
+		return 0;
+	info = proc->wait_event_info;
+	pg_read_barrier();
+	return proc->pid == snap->slot.pid ? info : 0;
 }
 
 /*
@@ -430,16 +510,6 @@ pgd_registry_read_status(PgdSessionSnapshot *snap)
 	snap->application_name[NAMEDATALEN - 1] = '\0';
 	snap->has_status = true;
 
-	/* As pg_stat_activity reads it: one 4-byte load, no lock. */
-	snap->wait_event_info = 0;
-	if (snap->slot.proc != NULL)
-	{
-		volatile PGPROC *proc = snap->slot.proc;
-
-		snap->wait_event_info = proc->wait_event_info;
-		if (proc->pid != snap->slot.pid)
-			snap->wait_event_info = 0;
-	}
 	pgd_reconcile_with_core(snap);
 	return true;
 }

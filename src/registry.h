@@ -64,6 +64,33 @@ typedef struct PgdCloseRequest
 } PgdCloseRequest;
 
 /*
+ * The client pool a session declares it belongs to: the user-settable
+ * settings pooldiag.client_pool, client_pool_size, client_max_overflow,
+ * client_pool_timeout, client_recycle and client_instance (declared.c).
+ * Shown in pooldiag.sessions; never used for enforcement.  The strings are
+ * valid in the session's database encoding (see sanitize.c) and cut at
+ * NAMEDATALEN - 1 bytes at a character; "" when not declared.  An integer
+ * counts as declared when its bit is set in 'declared', i.e. when its value
+ * came from anywhere but the built-in default.
+ */
+typedef enum PgdDeclaredInt
+{
+	PGD_DECL_POOL_SIZE,
+	PGD_DECL_MAX_OVERFLOW,
+	PGD_DECL_POOL_TIMEOUT,		/* milliseconds */
+	PGD_DECL_RECYCLE,			/* milliseconds */
+	PGD_NUM_DECLARED_INTS
+} PgdDeclaredInt;
+
+typedef struct PgdDeclaredPool
+{
+	uint32		declared;		/* bit (1 << PgdDeclaredInt) per set value */
+	int32		value[PGD_NUM_DECLARED_INTS];
+	char		pool[NAMEDATALEN];
+	char		instance[NAMEDATALEN];
+} PgdDeclaredPool;
+
+/*
  * One registry slot.  Field order groups what is written once at connect,
  * what each checkout updates, and what other processes may write.
  */
@@ -88,6 +115,7 @@ typedef struct PgdSlot
 	/* The session's pool (pools.c); written at connect and pool change. */
 	int			pool_index;		/* -1: none */
 	uint32		pool_generation;	/* the entry's, when the session joined */
+	uint32		instance_hash;	/* of declared.instance; the idle-leak rule */
 
 	/* Checkout accounting, written by the owner only. */
 	int64		checkouts;
@@ -107,6 +135,14 @@ typedef struct PgdSlot
 	 */
 	pg_atomic_uint64 drain_serial;	/* pooldiag.drain() */
 	PgdCloseRequest close_request;	/* the enforcer, before it signals */
+
+	/*
+	 * Written by the owner, under the change count, at connect and whenever
+	 * one of the settings changes.  Only pooldiag.sessions reads it, with
+	 * pgd_registry_read_declared(), so the enforcer's scan, which copies
+	 * the slot up to drain_serial, does not copy it.
+	 */
+	PgdDeclaredPool declared;
 
 	/*
 	 * The owner's checkouts since pooldiag.reset(), not yet folded into its
@@ -130,7 +166,6 @@ typedef struct PgdSessionSnapshot
 	/* from core's entry, valid only if has_status */
 	bool		has_status;
 	BackendState state;
-	uint32		wait_event_info;	/* core's, 0 when not waiting */
 	TimestampTz state_change;
 	Oid			userid;
 	Oid			databaseid;
@@ -150,11 +185,15 @@ extern void pgd_registry_begin_checkout(TimestampTz start);
 extern void pgd_registry_end_checkout(TimestampTz end);
 extern void pgd_registry_publish_policy(const PgdSessionPolicy *policy);
 extern void pgd_registry_set_pool(int index, uint32 generation);
+extern void pgd_registry_publish_declared(const PgdDeclaredPool *declared);
 
 /* Reader side: any process. */
 extern bool pgd_registry_read(int index, PgdSessionSnapshot *snap);
 extern bool pgd_registry_read_slot(int index, PgdSessionSnapshot *snap);
 extern bool pgd_registry_read_status(PgdSessionSnapshot *snap);
+extern bool pgd_registry_read_declared(const PgdSessionSnapshot *snap,
+									   PgdDeclaredPool *declared);
+extern uint32 pgd_registry_wait_event_info(const PgdSessionSnapshot *snap);
 extern PgdSlot *pgd_registry_slot(int index);
 extern bool pgd_registry_read_hold(int index, uint64 serial, PgdHoldStats *hold);
 

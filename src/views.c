@@ -39,6 +39,7 @@
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "catalog/pg_type.h"
 #include "utils/acl.h"
@@ -60,6 +61,7 @@
 #include "pooldiag.h"
 #include "pools.h"
 #include "registry.h"
+#include "sanitize.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(pooldiag_sessions);
@@ -72,7 +74,13 @@ PG_FUNCTION_INFO_V1(pooldiag_capacity);
 PG_FUNCTION_INFO_V1(pooldiag_rejection_counts);
 PG_FUNCTION_INFO_V1(pooldiag_pool_hold_histogram);
 
-#define PGD_SESSIONS_COLS	24
+/*
+ * pooldiag.get_sessions(): version 1.2 has PGD_SESSIONS_COLS columns;
+ * version 1.1 declared the first PGD_SESSIONS_COLS_1_1 of them, in the same
+ * order.  pooldiag.recent_events() likewise (PGD_EVENT_NCOLUMNS, flush.h).
+ */
+#define PGD_SESSIONS_COLS	33
+#define PGD_SESSIONS_COLS_1_1	24
 /*
  * pooldiag.get_health(): version 1.1 has PGD_HEALTH_COLS columns; version
  * 1.0 declared the first PGD_HEALTH_COLS_1_0 of them, in the same order, so
@@ -100,9 +108,10 @@ pgd_interval_datum(int64 us)
  */
 static void
 pgd_check_result_columns(FunctionCallInfo fcinfo, TupleDesc tupdesc,
-						 int expected)
+						 int expected, int older)
 {
-	if (tupdesc->natts != expected)
+	/* 'older': the columns of the previous version, which are served too. */
+	if (tupdesc->natts != expected && tupdesc->natts != older)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("function %s returns %d columns, but the pooldiag library provides %d",
@@ -156,6 +165,75 @@ pgd_set_timestamp(Datum *values, bool *nulls, int col, TimestampTz ts)
 		nulls[col] = true;
 }
 
+/* A string of the reader's choosing in the caller's database encoding. */
+static void
+pgd_set_client_string(Datum *values, bool *nulls, int col, const char *value)
+{
+	char		clean[PGD_SANITIZED_MAXLEN];
+
+	/* Valid in the session's database encoding, maybe not in ours. */
+	if (pgd_sanitize_string(clean, sizeof(clean), value,
+							GetDatabaseEncoding()) > 0)
+		values[col] = CStringGetTextDatum(clean);
+	else
+		nulls[col] = true;
+}
+
+/*
+ * Columns added in 1.2, from client_port on: who is who (the client's
+ * port, the pool it declares) and what the session waits for.
+ */
+static void
+pgd_sessions_1_2_columns(const PgdSessionSnapshot *snap, Datum *values,
+						 bool *nulls)
+{
+	PgdEvent	ev;
+	PgdDeclaredPool declared;
+	uint32		wait_info;
+	const char *wait_type;
+	const char *wait_name;
+
+	memset(&ev, 0, sizeof(ev));
+	pgd_event_set_client_addr(&ev, (const struct sockaddr *) &snap->client_addr.addr);
+	if (ev.client_port != 0)
+		values[24] = Int32GetDatum(ev.client_port);
+	else
+		nulls[24] = true;
+
+	if (pgd_registry_read_declared(snap, &declared))
+	{
+		pgd_set_client_string(values, nulls, 25, declared.pool);
+		for (int i = 0; i < PGD_NUM_DECLARED_INTS; i++)
+		{
+			int			col = 26 + i;
+			int32		v = declared.value[i];
+
+			if ((declared.declared & ((uint32) 1 << i)) == 0)
+				nulls[col] = true;
+			else if (i == PGD_DECL_POOL_TIMEOUT || i == PGD_DECL_RECYCLE)
+				values[col] = pgd_interval_datum((int64) v * 1000);
+			else
+				values[col] = Int32GetDatum(v);
+		}
+		pgd_set_client_string(values, nulls, 30, declared.instance);
+	}
+	else
+		memset(nulls + 25, true, sizeof(bool) * 6);
+
+	/* As pg_stat_activity reads them, from the PGPROC. */
+	wait_info = pgd_registry_wait_event_info(snap);
+	wait_type = pgstat_get_wait_event_type(wait_info);
+	wait_name = pgstat_get_wait_event(wait_info);
+	if (wait_type)
+		values[31] = CStringGetTextDatum(wait_type);
+	else
+		nulls[31] = true;
+	if (wait_name)
+		values[32] = CStringGetTextDatum(wait_name);
+	else
+		nulls[32] = true;
+}
+
 Datum
 pooldiag_sessions(PG_FUNCTION_ARGS)
 {
@@ -165,7 +243,8 @@ pooldiag_sessions(PG_FUNCTION_ARGS)
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
-	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_SESSIONS_COLS);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_SESSIONS_COLS,
+							 PGD_SESSIONS_COLS_1_1);
 
 	for (int i = 0; i < pgd_registry_size(); i++)
 	{
@@ -241,6 +320,8 @@ pooldiag_sessions(PG_FUNCTION_ARGS)
 			pgd_set_ms_interval(values, nulls, 22,
 								verdict.effective_ms[PGD_IDLE_IN_TRANSACTION_TIMEOUT]);
 			pgd_set_ms_interval(values, nulls, 23, verdict.effective_ms[PGD_LEAK_THRESHOLD]);
+			if (rsinfo->setDesc->natts == PGD_SESSIONS_COLS)
+				pgd_sessions_1_2_columns(&snap, values, nulls);
 		}
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -347,7 +428,8 @@ pooldiag_recent_events(PG_FUNCTION_ARGS)
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
-	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_EVENT_NCOLUMNS);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_EVENT_NCOLUMNS,
+							 PGD_EVENT_NCOLUMNS_1_1);
 
 	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 	events = palloc(sizeof(PgdEvent) * PGD_RECENT_CHUNK);
@@ -476,7 +558,53 @@ typedef struct PgdPoolRow
 	TimestampTz oldest_backend_start;
 	int64		longest_checkout;	/* -1: none checked out */
 	int64		longest_idle;	/* -1: none idle */
+	/* Declared instances: each one's size + overflow, the largest seen. */
+	int			ninstances;
+	int			instances_allocated;
+	struct PgdPoolInstance *instances;
 } PgdPoolRow;
+
+typedef struct PgdPoolInstance
+{
+	char		name[NAMEDATALEN];
+	int64		max;
+} PgdPoolInstance;
+
+/*
+ * A session that declares its pool size counts its instance (its
+ * client_instance, "" being one instance too) with size + overflow; an
+ * instance whose sessions declare different sizes counts with the largest.
+ */
+static void
+pgd_pool_row_add_declared(PgdPoolRow *row, const PgdDeclaredPool *decl)
+{
+	int64		max;
+	int			i;
+
+	if (!(decl->declared & (1 << PGD_DECL_POOL_SIZE)))
+		return;
+	max = decl->value[PGD_DECL_POOL_SIZE];
+	if (decl->declared & (1 << PGD_DECL_MAX_OVERFLOW))
+		max += decl->value[PGD_DECL_MAX_OVERFLOW];
+	for (i = 0; i < row->ninstances; i++)
+	{
+		if (strcmp(row->instances[i].name, decl->instance) == 0)
+		{
+			row->instances[i].max = Max(row->instances[i].max, max);
+			return;
+		}
+	}
+	if (row->ninstances == row->instances_allocated)
+	{
+		row->instances_allocated = Max(4, row->instances_allocated * 2);
+		row->instances = row->instances == NULL ?
+			palloc(sizeof(PgdPoolInstance) * row->instances_allocated) :
+			repalloc(row->instances, sizeof(PgdPoolInstance) * row->instances_allocated);
+	}
+	strlcpy(row->instances[row->ninstances].name, decl->instance, NAMEDATALEN);
+	row->instances[row->ninstances].max = max;
+	row->ninstances++;
+}
 
 /* The hold time at quantile q, as the geometric midpoint of its bucket. */
 static bool
@@ -534,7 +662,7 @@ pgd_pool_row_add_session(PgdPoolRow *row, const PgdSessionSnapshot *snap,
 		if (snap->state == STATE_IDLEINTRANSACTION ||
 			snap->state == STATE_IDLEINTRANSACTION_ABORTED)
 			row->idle_in_transaction++;
-		if ((snap->wait_event_info & 0xFF000000) == PG_WAIT_LOCK)
+		if ((pgd_registry_wait_event_info(snap) & 0xFF000000) == PG_WAIT_LOCK)
 			row->waiting_on_lock++;
 		row->longest_checkout = Max(row->longest_checkout,
 									Max(now - slot->checkout_start, 0));
@@ -575,11 +703,13 @@ pooldiag_pools(PG_FUNCTION_ARGS)
 	uint32		epoch;
 	PgdSessionSnapshot snap;
 	PgdHoldStats hold;
+	PgdDeclaredPool decl;
 	bool		see_all;
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
-	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_POOLS_COLS);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_POOLS_COLS,
+							 PGD_POOLS_COLS);
 
 	ncopies = pgd_pools_copy(&copies, &epoch);
 	rows = palloc0(sizeof(PgdPoolRow) * Max(ncopies, 1));
@@ -609,6 +739,8 @@ pooldiag_pools(PG_FUNCTION_ARGS)
 		if (row->copy->generation != snap.slot.pool_generation)
 			continue;
 		pgd_pool_row_add_session(row, &snap, now);
+		if (pgd_registry_read_declared(&snap, &decl))
+			pgd_pool_row_add_declared(row, &decl);
 		if (pgd_registry_read_hold(i, snap.slot.serial, &hold) &&
 			hold.epoch == epoch)
 			pgd_add_hold(&row->copy->totals, &hold);
@@ -721,9 +853,20 @@ pooldiag_pools(PG_FUNCTION_ARGS)
 			values[c++] = Int64GetDatum(t->leak_suspects);
 			values[c++] = Int64GetDatum(t->idle_leaks);
 			values[c++] = Int64GetDatum(t->rejected);
-			/* declared_instances, declared_max: with declared pool sizes. */
-			nulls[c++] = true;
-			nulls[c++] = true;
+			if (row->ninstances > 0)
+			{
+				int64		sum = 0;
+
+				for (int i = 0; i < row->ninstances; i++)
+					sum += row->instances[i].max;
+				values[c++] = Int32GetDatum(row->ninstances);
+				values[c++] = Int32GetDatum((int32) Min(sum, PG_INT32_MAX));
+			}
+			else
+			{
+				nulls[c++] = true;
+				nulls[c++] = true;
+			}
 			if (row->copy->other)
 				values[c] = Int64GetDatum(t->overflow);
 			else
@@ -766,7 +909,8 @@ pooldiag_capacity(PG_FUNCTION_ARGS)
 	pgd_require_loaded();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	pgd_check_result_columns(fcinfo, tupdesc, PGD_CAPACITY_COLS);
+	pgd_check_result_columns(fcinfo, tupdesc, PGD_CAPACITY_COLS,
+							 PGD_CAPACITY_COLS);
 
 	pgd_capacity_read(&cap);
 	memset(nulls, false, sizeof(nulls));
@@ -796,7 +940,7 @@ pooldiag_rejection_counts(PG_FUNCTION_ARGS)
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
-	pgd_check_result_columns(fcinfo, rsinfo->setDesc, 2);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, 2, 2);
 
 	for (int r = PGD_R_TOO_MANY_CONNECTIONS;
 		 r < PGD_R_TOO_MANY_CONNECTIONS + PGD_NUM_REJECTION_REASONS; r++)
@@ -864,7 +1008,8 @@ pooldiag_pool_hold_histogram(PG_FUNCTION_ARGS)
 
 	pgd_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
-	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_POOL_HOLD_COLS);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_POOL_HOLD_COLS,
+							 PGD_POOL_HOLD_COLS);
 
 	for (int b = 0; b < PGD_PROM_HOLD_BOUNDS; b++)
 		bounds[b] = Float8GetDatum((double)

@@ -48,7 +48,8 @@
  * the server.  Under pressure a healthy pool hands out its idle connections
  * within milliseconds, so a session that stays idle while the rest of its
  * pool is stuck busy is very likely held by the application.  The rule,
- * evaluated per pool (pools.c) from the same lock-free pass over the slots,
+ * evaluated per pool (pools.c) and declared client_instance (one
+ * application process's pool) from the same lock-free pass over the slots,
  * with T = each session's own pooldiag.leak_threshold (0 turns it off):
  *
  *	 a session S is an idle leak suspect when
@@ -100,6 +101,7 @@
 #include "utils/fmgroids.h"
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
+#include "port/pg_bitutils.h"
 
 #include "capacity.h"
 #include "compat.h"
@@ -145,13 +147,18 @@ static PgdSlotMemo *memo = NULL;
 static PgdCandidate *candidates = NULL;
 
 /*
- * One pool as the idle-leak rule sees it in one scan; see "Idle leaks".
- * Indexed by pool table index; 'scan' says which scan filled it, so the
- * array needs no clearing.
+ * One pool instance as the idle-leak rule sees it in one scan; see "Idle
+ * leaks".  Sessions group by their pool and their declared client_instance
+ * (one application process's pool): an idle connection of one process
+ * cannot serve another's requests.  An open-addressing table of twice the
+ * registry size, keyed by (pool index, instance hash); 'scan' says which
+ * scan filled an entry, so the table needs no clearing.
  */
 typedef struct PgdPoolScan
 {
 	uint64		scan;
+	int			pool_index;
+	uint32		instance_hash;
 	int			sessions;
 	int			busy;
 	int			long_busy;		/* checked out for at least their T */
@@ -159,6 +166,7 @@ typedef struct PgdPoolScan
 } PgdPoolScan;
 
 static PgdPoolScan *pool_scan = NULL;
+static uint32 pool_scan_mask = 0;
 static uint64 scan_number = 0;
 
 /* Sessions idle for at least their T in this scan: slot numbers. */
@@ -355,23 +363,33 @@ pgd_record_leak_suspect(const PgdSessionSnapshot *snap, const PgdVerdict *verdic
 	pgd_pool_count_leak(snap->slot.pool_index, snap->slot.pool_generation, false);
 }
 
-/* The pool entry of the idle-leak rule for a session, or NULL. */
+/* The pool instance of the idle-leak rule for a session, or NULL. */
 static PgdPoolScan *
 pgd_pool_scan_of(const PgdSessionSnapshot *snap)
 {
 	int			index = snap->slot.pool_index;
-	PgdPoolScan *ps;
+	uint32		h;
 
 	/* Not in a pool, or in the "other" row, which mixes pools. */
 	if (index < 0 || index >= pgd_pools_capacity())
 		return NULL;
-	ps = &pool_scan[index];
-	if (ps->scan != scan_number)
+	h = ((uint32) index * 0x9E3779B1) ^ snap->slot.instance_hash;
+	for (;;)
 	{
-		memset(ps, 0, sizeof(PgdPoolScan));
-		ps->scan = scan_number;
+		PgdPoolScan *ps = &pool_scan[h & pool_scan_mask];
+
+		if (ps->scan != scan_number)
+		{
+			memset(ps, 0, sizeof(PgdPoolScan));
+			ps->scan = scan_number;
+			ps->pool_index = index;
+			ps->instance_hash = snap->slot.instance_hash;
+			return ps;
+		}
+		if (ps->pool_index == index && ps->instance_hash == snap->slot.instance_hash)
+			return ps;
+		h++;
 	}
-	return ps;
 }
 
 /* Count one session of this scan for the idle-leak rule. */
@@ -935,8 +953,10 @@ pgd_enforcer_main(Datum main_arg)
 									sizeof(PgdCandidate) * pgd_registry_size());
 	idle_long = MemoryContextAlloc(TopMemoryContext,
 								   sizeof(int) * pgd_registry_size());
+	/* At most one entry per session: never more than half full. */
+	pool_scan_mask = pg_nextpower2_32(Max(2 * pgd_registry_size(), 16)) - 1;
 	pool_scan = MemoryContextAllocZero(TopMemoryContext,
-									   sizeof(PgdPoolScan) * (pgd_pools_capacity() + 1));
+									   sizeof(PgdPoolScan) * (pool_scan_mask + 1));
 	pgd_enforcer_set_state(PGD_WORKER_RUNNING);
 
 	while (!ShutdownRequestPending)

@@ -1,10 +1,13 @@
-# The incident behind issue 8, replayed: a SQLAlchemy-like pool of one role
-# from 127.0.0.1 with an empty application_name.  Three handlers leaked
-# their connections after COMMIT, one holds SELECT ... FOR UPDATE inside a
-# transaction, eleven requests are blocked behind it, and one slow request
-# runs.  pooldiag.pools must give the exact counts, and the three idle
-# leaks, and not the blocked victims, must be reported as leak_suspect with
-# reason idle_while_pool_busy.
+# The incident behind issue 8, replayed: SQLAlchemy-like pools (pool_size 5,
+# max_overflow 10) of one role from 127.0.0.1 with an empty
+# application_name, declared as pool "web" by two application processes.
+# In instance web-1:4711, three handlers leaked their connections after
+# COMMIT, one holds SELECT ... FOR UPDATE inside a transaction, and eleven
+# requests are blocked behind it: its 15 connections are all taken.
+# Instance web-2:4712 has one idle connection.  pooldiag.pools must give
+# the exact counts, and the three idle leaks, and neither the blocked
+# victims nor the other instance's idle connection, must be reported as
+# leak_suspect with reason idle_while_pool_busy.
 use strict;
 use warnings;
 
@@ -28,19 +31,24 @@ INSERT INTO accounts VALUES (1, 0), (2, 0);
 GRANT SELECT, UPDATE ON accounts TO web;
 });
 
+my $declare = '-c pooldiag.client_pool=web -c pooldiag.client_pool_size=5 -c pooldiag.client_max_overflow=10';
 my (@sessions, %pid);
-for my $name ((map { "leak$_" } 1 .. 3), 'holder', 'slow',
-	(map { "victim$_" } 1 .. 11))
+for my $name ((map { "leak$_" } 1 .. 3), 'holder',
+	(map { "victim$_" } 1 .. 11), 'other')
 {
+	my $instance = $name eq 'other' ? 'web-2:4712' : 'web-1:4711';
 	my ($s, $pid) = open_session($node, app => '', user => 'web',
-		hostaddr => '127.0.0.1');
+		hostaddr => '127.0.0.1',
+		options => "$declare -c pooldiag.client_instance=$instance");
 	push @sessions, [ $name, $s ];
 	$pid{$name} = $pid;
 }
 my %s = map { $_->[0] => $_->[1] } @sessions;
-my $pool = "usename = 'web' AND application_name = '' AND client_addr = '127.0.0.1'";
-is($node->safe_psql('postgres', "SELECT count(*), min(sessions) FROM pooldiag.pools WHERE $pool"),
-	'1|16', 'all 16 sessions are in one pool');
+my $pool = "pool = 'web' AND usename = 'web'";
+is( $node->safe_psql('postgres',
+		"SELECT count(*), min(kind), min(sessions), min(declared_instances), min(declared_max) FROM pooldiag.pools WHERE $pool"),
+	'1|declared|16|2|30',
+	'all 16 sessions are in declared pool web: 2 instances of 5 + 10 each');
 $node->safe_psql('postgres', 'SELECT pooldiag.reset()');
 
 # Three handlers run a transaction each, one after the other, and never
@@ -48,10 +56,9 @@ $node->safe_psql('postgres', 'SELECT pooldiag.reset()');
 $s{$_}->query_safe('BEGIN; SELECT n FROM accounts WHERE id = 2; COMMIT;')
   for qw(leak1 leak2 leak3);
 
-# The culprit locks the row and sits in its transaction; a slow request
-# runs; eleven requests queue behind the lock.
+# The culprit locks the row and sits in its transaction; eleven requests
+# queue behind the lock.
 $s{holder}->query_safe('BEGIN; SELECT n FROM accounts WHERE id = 1 FOR UPDATE;');
-my $slow = send_query($s{slow}, 'SELECT pg_sleep(60)');
 my %blocked;
 $blocked{$_} = send_query($s{$_}, 'UPDATE accounts SET n = n + 1 WHERE id = 1')
   for map { "victim$_" } 1 .. 11;
@@ -62,8 +69,8 @@ is( $node->safe_psql(
 		'postgres',
 		"SELECT sessions, busy, idle, idle_in_transaction, waiting_on_lock, peak_busy, longest_idle >= longest_checkout FROM pooldiag.pools WHERE $pool"
 	),
-	'16|13|3|1|11|13|t',
-	'pools: 16 sessions, 13 busy (holder, slow, 11 victims), 3 idle, 1 idle in transaction, 11 waiting on a lock, peak_busy 13');
+	'16|12|4|1|11|12|t',
+	'pools: 16 sessions, 12 busy (holder, 11 victims), 4 idle (3 leaks, web-2), 1 idle in transaction, 11 waiting on a lock, peak_busy 12');
 
 # Once the leaks have been idle for the threshold while the pool is stuck,
 # exactly they are reported, once each.
@@ -82,21 +89,27 @@ is( $node->safe_psql(
 	),
 	$leak_pids,
 	'once each, over several scans');
-my $victim_pids = join(',', map { $pid{"victim$_"} } 1 .. 11) . ",$pid{holder},$pid{slow}";
+my $victim_pids = join(',', map { $pid{"victim$_"} } 1 .. 11) . ",$pid{holder},$pid{other}";
 is( $node->safe_psql(
 		'postgres',
 		"SELECT count(*) FROM pooldiag.events WHERE reason = 'idle_while_pool_busy' AND pid IN ($victim_pids)"
 	),
 	'0',
-	'no blocked victim, nor the holder, nor the slow request gets the idle-leak reason');
+	'no blocked victim, nor the holder, nor the idle connection of instance web-2 gets the idle-leak reason');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT (detail->>'pool_busy')::int, (detail->>'idle_ms')::numeric >= 2000, detail->>'leak_threshold_ms' FROM pooldiag.events WHERE reason = 'idle_while_pool_busy' AND pid = $pid{leak1}"
 	),
-	'13|t|2000',
+	'12|t|2000',
 	'the event says how busy the pool was, how long the session had been idle, and the threshold');
 is($node->safe_psql('postgres', "SELECT idle_leaks, leak_suspects >= idle_leaks FROM pooldiag.pools WHERE $pool"),
 	'3|t', 'pools counts the three idle leaks');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(DISTINCT s.client_port), min(s.client_instance), max(s.client_instance) FROM pooldiag.sessions s JOIN pooldiag.events e ON e.pid = s.pid AND e.reason = 'idle_while_pool_busy'"
+	),
+	'3|web-1:4711|web-1:4711',
+	'the leaked connections: three client ports, all of instance web-1:4711');
 
 # The culprit commits: the queue drains, and no more idle leaks are reported.
 $s{holder}->query_safe('COMMIT');
@@ -105,8 +118,6 @@ for my $v (map { "victim$_" } 1 .. 11)
 	my ($finished) = wait_query($s{$v}, $blocked{$v}, 30);
 	ok($finished, "$v finished once the lock was released");
 }
-$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid{slow})");
-wait_query($s{slow}, $slow, 30);
 is(wait_for_value($node, "SELECT busy FROM pooldiag.pools WHERE $pool", '0'),
 	'0', 'nothing is busy any more');
 wait_scans($node, 15);

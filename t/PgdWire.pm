@@ -1,5 +1,6 @@
 # A minimal frontend of PostgreSQL's protocol 3 for tests that need what
-# psql cannot send: extended-protocol messages with a Sync after an error.
+# psql cannot send: extended-protocol messages with a Sync after an error,
+# startup parameters with any bytes (params => { options => ... }).
 # Connects over the node's Unix socket with trust authentication.
 package PgdWire;
 
@@ -19,11 +20,15 @@ sub new
 	my %params = (
 		user => $opts{user} // scalar(getpwuid($<)),
 		database => $opts{db} // 'postgres',
-		application_name => $opts{app} // 'wire');
+		application_name => $opts{app} // 'wire',
+		%{ $opts{params} // {} });
 	my $body = pack('N', 196608)
 	  . join('', map { "$_\0$params{$_}\0" } sort keys %params) . "\0";
 	$sock->syswrite(pack('N', length($body) + 4) . $body);
+	# A refused start-up ends with an ErrorResponse and no ReadyForQuery.
+	$self->{starting} = 1;
 	my @msgs = $self->read_until_ready;
+	$self->{starting} = 0;
 	die 'start-up failed: ' . _sqlstate(@msgs) if _sqlstate(@msgs) ne '';
 	my ($key) = grep { $_->[0] eq 'K' } @msgs;
 	$self->{pid} = unpack('N', $key->[1]);
@@ -50,6 +55,7 @@ sub read_until_ready
 		my ($type, $len) = unpack('a N', $head);
 		my $body = $len > 4 ? $self->_read($len - 4) : '';
 		push @msgs, [ $type, $body ];
+		return @msgs if $type eq 'E' && $self->{starting};
 		if ($type eq 'Z')
 		{
 			$self->{status} = $body;
