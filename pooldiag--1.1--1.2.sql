@@ -302,27 +302,45 @@ LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 --
 -- pooldiag.capacity: one "server" row, then a row per database and per role
 -- that has a connection limit (superuser roles, to which role limits do not
--- apply, are left out).  The declared sizes of client pools (the
--- declared_instances and declared_max of pooldiag.pools) are summed per
--- scope in the CTE "declared", with the terms of the sum for "detail".
+-- apply, are left out).  The declared sizes of client pools are summed per
+-- scope in the CTE "declared", with the terms of the sum for "detail", from
+-- the sessions' pooldiag.client_* settings and by pooldiag.pools' rule, so
+-- that they add up to its declared_max.
 --
 CREATE VIEW pooldiag.capacity AS
 WITH cap AS (
     SELECT * FROM pooldiag.get_capacity()
 ), sessions AS (
     SELECT s.datname, s.usename FROM pooldiag.get_sessions() s
+), instances AS (
+    -- Declared client pool instances, counted as pooldiag.pools counts them
+    -- (declared_instances, declared_max): one per pool and client_instance
+    -- ("" being one too), with the largest pool_size + max_overflow its
+    -- sessions declare.  A pool is named by pooldiag.client_pool, else by
+    -- its application_name (and told apart by its client address).
+    SELECT s.datname, s.usename,
+           coalesce(s.client_pool, s.application_name, '') AS pool,
+           max(s.client_pool_size + coalesce(s.client_max_overflow, 0)) AS max,
+           max(s.client_pool_size) AS size,
+           max(coalesce(s.client_max_overflow, 0)) AS overflow
+    FROM pooldiag.get_sessions() s
+    WHERE s.client_pool_size IS NOT NULL
+    GROUP BY s.datname, s.usename, coalesce(s.client_pool, s.application_name, ''),
+             CASE WHEN s.client_pool IS NULL THEN s.client_addr END,
+             coalesce(s.client_instance, '')
 ), pools AS (
-    -- Declared pools with sizes, and each one's term for "detail":
-    -- "web: 4 instances x 15" (pool_size + max_overflow of each), or
-    -- "web: 3 instances, 40" when the instances declare different sizes.
-    SELECT p.datname, p.usename, p.declared_instances, p.declared_max,
-           p.pool || ': ' || p.declared_instances ||
-           CASE WHEN p.declared_instances = 1 THEN ' instance' ELSE ' instances' END ||
-           CASE WHEN p.declared_max % p.declared_instances = 0
-                THEN ' x ' || p.declared_max / p.declared_instances
-                ELSE ', ' || p.declared_max END AS term
-    FROM pooldiag.get_pools() p
-    WHERE p.declared_instances > 0 AND p.declared_max IS NOT NULL
+    -- One term of the sum per pool and size: "web: 4 instances x (5 + 10)";
+    -- instances whose sessions declare different sizes count with their
+    -- largest sum, shown alone: "web: 1 instance x 17".
+    SELECT i.datname, i.usename, count(*)::integer AS declared_instances,
+           sum(i.max)::bigint AS declared_max,
+           i.pool || ': ' || count(*) ||
+           CASE WHEN count(*) = 1 THEN ' instance x ' ELSE ' instances x ' END ||
+           CASE WHEN i.size + i.overflow = i.max
+                THEN '(' || i.size || ' + ' || i.overflow || ')'
+                ELSE i.max::text END AS term
+    FROM instances i
+    GROUP BY i.datname, i.usename, i.pool, i.size, i.overflow, i.max
 ), declared(scope, name, declared_instances, declared_max, terms) AS (
     SELECT 'server'::text, NULL::name, sum(declared_instances)::integer,
            sum(declared_max)::bigint, string_agg(term, ' + ' ORDER BY term)

@@ -92,5 +92,33 @@ is(wait_for_value($node,
 		q{SELECT in_use FROM pooldiag.capacity WHERE scope = 'server'}, '1'),
 	'1', 'every session closed: only the query is in use');
 
+# Declared pools: four instances of "web", each pool_size 5 and
+# max_overflow 10, may open 60 connections; there are 17 slots.
+my @web;
+foreach my $i (1 .. 4)
+{
+	local $ENV{PGOPTIONS} =
+	  "-c pooldiag.client_pool=web -c pooldiag.client_pool_size=5 "
+	  . "-c pooldiag.client_max_overflow=10 -c pooldiag.client_instance=web-$i";
+	push @web, [ open_session($node, app => 'web') ];
+}
+is( $node->safe_psql('postgres',
+		q{SELECT declared_instances || ' ' || declared_max || ' ' || oversubscribed || ' ' || detail
+		  FROM pooldiag.capacity WHERE scope = 'server'}),
+	'4 60 true web: 4 instances x (5 + 10) = 60 > 17 slots',
+	'oversubscribed: 4 instances x (5 + 10) = 60 > 17 slots');
+is( $node->safe_psql('postgres',
+		q{SELECT sum(declared_max) FROM pooldiag.pools WHERE pool = 'web'}),
+	'60', 'the same 60 as pooldiag.pools declares');
+is( $node->safe_psql('postgres',
+		q{SELECT declared_max || ' ' || oversubscribed FROM pooldiag.capacity
+		  WHERE scope = 'role' AND name = 'limited'}),
+	'0 false', 'the declarations count for their own role only');
+close_session($_->[0]) for @web;
+
+# pooldiag.reset() starts the peak over from what is in use.
+$node->safe_psql('postgres', 'SELECT pooldiag.reset()');
+is($server->(), '17 1 1 false', 'after pooldiag.reset() the peak is what is in use');
+
 $node->stop;
 done_testing();
