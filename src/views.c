@@ -960,9 +960,9 @@ pooldiag_rejection_counts(PG_FUNCTION_ARGS)
  * Prometheus histogram, for pooldiag.metrics() and the exporter's queries
  * file.  The pools' log-scale buckets (pools.h) are summed into a few
  * cumulative ones whose bounds are bucket edges, so every count is exact:
- * the bound near each target below is the largest whole number of
- * microseconds that still falls in the bucket ending there (1 ms becomes
- * 1046 us, shown as le 0.001046).  Only pools whose detail the caller may
+ * the bound for each target below is the largest whole number of
+ * microseconds in the log bucket that holds the target, so it lies up to
+ * 10% above it (1 ms becomes 1051 us, shown as le 0.001051).  Only pools whose detail the caller may
  * see (pooldiag.pools' rule) are returned.
  */
 static const double pgd_prom_hold_targets_s[] = {
