@@ -8,20 +8,21 @@
  * pooldiag.client_pool, client_pool_size, client_max_overflow,
  * client_pool_timeout, client_recycle and client_instance are PGC_USERSET:
  * any role may set them, with SET, ALTER ROLE ... SET, or as startup
- * options at no extra round trip (libpq options='-c pooldiag.client_pool_size=5').
+ * options at no extra round trip (libpq
+ * options='-c pooldiag.client_pool_size=5').
  * They describe the client and nothing else: no part of pooldiag's
  * enforcement reads them (policy.c reads only its own four settings).
  *
  * Values.  The integers are range-checked by the GUC machinery (sizes from 0
  * to PGD_MAX_CLIENT_POOL_SIZE, times from 0 to INT_MAX ms); an integer
  * counts as declared when its value came from anywhere but the built-in
- * default, which the check hook notes as the value's "extra", as policy.c
- * does for its settings (so RESET returns to "not declared" unless a
- * startup option, a role or database setting or the configuration file
- * gave a value).  The strings come from clients and are never rejected:
- * they are made valid in the database encoding and cut at NAMEDATALEN - 1
- * bytes at a character, by the rule of sanitize.c, and "" means not
- * declared.
+ * default, which the check hook notes as the value's "extra" (policy.c's
+ * pgd_check_policy_setting(), which does only that).  So RESET returns to
+ * "not declared" unless a startup option, a role or database setting or
+ * the configuration file gave a value.  The strings come from clients and
+ * are never rejected: they are made valid in the database encoding and cut
+ * at NAMEDATALEN - 1 bytes at a character, by the rule of sanitize.c, and
+ * "" means not declared.
  *
  * Publication.  The assign hooks update the backend-local PgdDeclaredPool
  * and publish it at once (pgd_registry_publish_declared()).  That is a safe
@@ -45,8 +46,8 @@
 #include "mb/pg_wchar.h"
 #include "utils/guc.h"
 
-#include "compat.h"
 #include "declared.h"
+#include "policy.h"
 #include "registry.h"
 #include "sanitize.h"
 
@@ -67,18 +68,6 @@ static char *pgd_client_instance = NULL;
 
 /* What this backend publishes. */
 static PgdDeclaredPool pgd_declared_local;
-
-static bool
-pgd_check_declared_int(int *newval, void **extra, GucSource source)
-{
-	GucSource  *saved = pgd_guc_malloc(sizeof(GucSource));
-
-	if (saved == NULL)
-		return false;
-	*saved = source;
-	*extra = saved;
-	return true;
-}
 
 static void
 pgd_assign_declared_int(PgdDeclaredInt which, int newval, void *extra)
@@ -171,28 +160,28 @@ pgd_define_declared_settings(void)
 							&pgd_client_pool_size,
 							0, 0, PGD_MAX_CLIENT_POOL_SIZE,
 							PGC_USERSET, 0,
-							pgd_check_declared_int, pgd_assign_pool_size, NULL);
+							pgd_check_policy_setting, pgd_assign_pool_size, NULL);
 	DefineCustomIntVariable("pooldiag.client_max_overflow",
 							"Connections the client pool may open beyond its size, as the client declares it.",
 							"Shown in pooldiag.sessions; never used for enforcement.",
 							&pgd_client_max_overflow,
 							0, 0, PGD_MAX_CLIENT_POOL_SIZE,
 							PGC_USERSET, 0,
-							pgd_check_declared_int, pgd_assign_max_overflow, NULL);
+							pgd_check_policy_setting, pgd_assign_max_overflow, NULL);
 	DefineCustomIntVariable("pooldiag.client_pool_timeout",
 							"How long the client pool waits for a free connection, as the client declares it.",
 							"Shown in pooldiag.sessions; never used for enforcement.",
 							&pgd_client_pool_timeout_ms,
 							0, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS,
-							pgd_check_declared_int, pgd_assign_pool_timeout, NULL);
+							pgd_check_policy_setting, pgd_assign_pool_timeout, NULL);
 	DefineCustomIntVariable("pooldiag.client_recycle",
 							"Age at which the client pool replaces a connection, as the client declares it; 0 means never.",
 							"Shown in pooldiag.sessions; never used for enforcement: pooldiag.max_lifetime is the server's.",
 							&pgd_client_recycle_ms,
 							0, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS,
-							pgd_check_declared_int, pgd_assign_recycle, NULL);
+							pgd_check_policy_setting, pgd_assign_recycle, NULL);
 	DefineCustomStringVariable("pooldiag.client_instance",
 							   "Name of the client process or instance that owns the pool, as the client declares it, e.g. host:pid.",
 							   "Shown in pooldiag.sessions; never used for enforcement.",

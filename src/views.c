@@ -8,8 +8,10 @@
  *
  * Privacy follows pg_stat_activity: every role sees that a session exists,
  * with its pid, database and role; the rest of the row (application_name,
- * client address, state and timings) is shown only to roles that have the
- * privileges of the session's role, and to members of pg_read_all_stats.
+ * client address and port, state and timings, the declared client pool,
+ * wait events) is shown only to roles that have the privileges of the
+ * session's role, and to members of pg_read_all_stats.  The view's
+ * blocked_by, computed in SQL from wait_event_type, follows.
  * Events follow the same rule, by the event's role, and so do pools, by
  * the pool's role: every role sees that a pool exists, with its kind,
  * database and role; the rest of its row (its name, application_name,

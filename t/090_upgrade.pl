@@ -3,7 +3,8 @@
 # setting must survive, new ids must continue above the old ones, the new
 # objects must work, and the result must be the same extension, object for
 # object, as a fresh install of the newest version.  Keep this test for every
-# later version: install the oldest version and update step by step.
+# later version: install the oldest version and update step by step.  Part 5
+# installs 1.1 and updates it to 1.2 while the writer keeps writing.
 use strict;
 use warnings;
 
@@ -194,8 +195,11 @@ like(slurp_file($node->logfile),
 	qr/HINT:  Run ALTER EXTENSION pooldiag UPDATE in database "postgres"\./,
 	'with the command to run');
 
-my $rows_sql = q{
-SELECT count(*) || ' ' || md5(string_agg(e::text, '|' ORDER BY event_id))
+# The columns every version has (1.2 added client_port, NULL in old rows).
+my $old_cols =
+  'event_id, event_time, event, reason, pid, backend_start, datname, usename, application_name, client_addr, detail';
+my $rows_sql = qq{
+SELECT count(*) || ' ' || md5(string_agg(row($old_cols)::text, '|' ORDER BY event_id))
 FROM pooldiag.events e WHERE event_id <= 500};
 my $rows_before = $node->safe_psql('postgres', $rows_sql);
 is($node->safe_psql('postgres', 'SELECT count(*) FROM pooldiag.events'),
@@ -293,4 +297,62 @@ same_surface($node->safe_psql('restored', $surface_sql), $fresh_surface,
 	'the restored extension equals a fresh install');
 
 $node->stop;
+
+#
+# 5. Version 1.1 with this library, then the update to 1.2.  Until the
+#    update the writer goes on writing the 1.1 table (which has no
+#    client_port) and the 1.1 views answer; the update keeps every row,
+#    old rows get a NULL client_port, new ones the client's port.
+#
+my $node11 = pooldiag_node('upgrade11', create_extension => 0);
+$node11->safe_psql('postgres', q{CREATE EXTENSION pooldiag VERSION '1.1'});
+$node11->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node11->safe_psql('fresh', 'CREATE EXTENSION pooldiag');
+{
+	local $ENV{PGAPPNAME} = 'on-1.1';
+	$node11->safe_psql('postgres', 'SELECT 1') for 1 .. 4;
+}
+wait_flushed($node11);
+is( $node11->safe_psql(
+		'postgres',
+		q{SELECT (SELECT writer_state FROM pooldiag.health) || ' '
+		         || count(*) FILTER (WHERE event = 'connect') || '|' || count(*) FILTER (WHERE event = 'disconnect')
+		  FROM pooldiag.events WHERE application_name = 'on-1.1'}),
+	'running 4|4',
+	'with version 1.1 installed, the writer writes its table');
+is( $node11->safe_psql(
+		'postgres',
+		q{SELECT count(*) > 0 AND bool_and(client_addr IS NULL) FROM pooldiag.sessions}),
+	't', "1.1's sessions view answers");
+# (The writer goes on writing the events of the test's own sessions.)
+my $max11 = $node11->safe_psql('postgres', 'SELECT max(event_id) FROM pooldiag.events');
+my $rows11_sql = qq{SELECT count(*) || ' ' || md5(string_agg(row($old_cols)::text, '|' ORDER BY event_id)) FROM pooldiag.events WHERE event_id <= $max11};
+my $rows11_before = $node11->safe_psql('postgres', $rows11_sql);
+
+$node11->safe_psql('postgres', q{ALTER EXTENSION pooldiag UPDATE TO '1.2'});
+is($node11->safe_psql('postgres', $rows11_sql), $rows11_before,
+	'every row written under 1.1 survived the update to 1.2, unchanged');
+is( $node11->safe_psql('postgres',
+		"SELECT count(*) FROM pooldiag.events WHERE event_id <= $max11 AND client_port IS NOT NULL"),
+	'0', 'rows written before the update have no client_port');
+{
+	local $ENV{PGAPPNAME} = 'on-1.2';
+	$node11->safe_psql('postgres', 'SELECT 1') for 1 .. 2;
+}
+wait_flushed($node11);
+is( $node11->safe_psql(
+		'postgres',
+		q{SELECT count(*) || ' ' || bool_and(client_port = -1) || ' ' || bool_and(event_id > (SELECT max(event_id) FROM pooldiag.events WHERE application_name = 'on-1.1'))
+		  FROM pooldiag.events WHERE application_name = 'on-1.2' AND event IN ('connect', 'disconnect')}),
+	'4 true true',
+	'events written after it have the client port (-1: a Unix socket), with ids above the old ones');
+is( $node11->safe_psql(
+		'postgres',
+		q{SELECT client_port FROM pooldiag.sessions WHERE pid = pg_backend_pid()}),
+	'-1', 'the updated sessions view has client_port');
+same_surface($node11->safe_psql('postgres', $surface_sql),
+	$node11->safe_psql('fresh', $surface_sql),
+	'1.1 updated to 1.2 equals a fresh install');
+$node11->stop;
+
 done_testing();
