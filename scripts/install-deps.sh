@@ -21,14 +21,31 @@
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Utils
 #   perl                      prove (the TAP harness) and Test::More
 #   gdb                       t/062 injects a fault into a backend with it
+# and the real connection pools that t/100-t/104 (the README's "Recipes for
+# connection pools") drive against a scratch cluster:
+#   python3-sqlalchemy, python3-psycopg2     SQLAlchemy's QueuePool (t/100)
+#   python3-psycopg-pool                     psycopg 3 and psycopg_pool (t/101)
+#   libhikaricp-java, libpostgresql-jdbc-java, default-jdk-headless
+#                             HikariCP with pgjdbc (t/103); libhikaricp-java
+#                             depends on libslf4j-java, whose slf4j-simple
+#                             binding prints HikariCP's log; libpgjava is
+#                             only a virtual name that
+#                             libpostgresql-jdbc-java provides
+#   pgbouncer                 the test starts its own, in transaction mode, on
+#                             a port and socket of its own (t/104); Debian's
+#                             own pgbouncer service is not started (below)
+#   nodejs, npm               only when node or npm is missing: node-postgres
+#                             itself (npm `pg`) is installed by t/102 at test
+#                             time into its own directory, as the test user
 #   prometheus                promtool: t/086 validates pooldiag.metrics() with
 #                             `promtool check metrics`
 #   prometheus-postgres-exporter
 #                             t/087 runs it with
 #                             contrib/prometheus-postgres-exporter/pooldiag.yaml
-# Installing the last two must not start Debian's daemons (prometheus on
-# :9090, the exporter on :9187): they are installed with a policy-rc.d that
-# refuses every start, unless the machine has its own policy-rc.d already.
+# Installing these and pgbouncer must not start Debian's daemons
+# (prometheus on :9090, the exporter on :9187, pgbouncer on :6432): they are
+# installed with a policy-rc.d that refuses every start, unless the machine
+# has its own policy-rc.d already.
 # postgresql-contrib is not needed: it is only a metapackage, the contrib
 # modules and pgbench ship in postgresql-NN itself.
 #
@@ -63,9 +80,21 @@ if [ "$with_pg" -eq 1 ]; then
 		libipc-run-perl
 		perl
 		gdb
+		python3-sqlalchemy
+		python3-psycopg2
+		python3-psycopg-pool
+		libhikaricp-java
+		libpostgresql-jdbc-java
+		default-jdk-headless
+		pgbouncer
 		prometheus
 		prometheus-postgres-exporter
 	)
+	# A machine may have Node.js from elsewhere (it then has npm too);
+	# Debian's own packages only when a command is missing.
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+		PACKAGES+=(nodejs npm)
+	fi
 fi
 if [ "$chroot_tools" -eq 1 ]; then
 	PACKAGES+=(debootstrap)
@@ -97,7 +126,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	services=() others=()
 	for p in "${missing[@]}"; do
 		case "$p" in
-		prometheus | prometheus-postgres-exporter) services+=("$p") ;;
+		prometheus | prometheus-postgres-exporter | pgbouncer) services+=("$p") ;;
 		*) others+=("$p") ;;
 		esac
 	done

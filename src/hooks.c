@@ -21,29 +21,35 @@
  *	 ExecutorStart_hook,		the first statement after idle starts a
  *	 ProcessUtility_hook		checkout.  This is the per-statement path: one
  *								branch when a checkout is already open.
- *	 XACT_EVENT_COMMIT/ABORT/	the transaction ended; unless a transaction
- *	 PREPARE					block goes on, the checkout ends (checkin).
+ *	 XACT_EVENT_ABORT			a statement that failed before reaching the
+ *								executor still was a checkout.
+ *	 ReadyForQuery ('Z' sent)	idle again outside a transaction block: the
+ *								checkout ends (checkin).
  *	 before_shmem_exit			the session ends: "disconnect" with the cause
  *								from pgStatSessionEndCause.
  *
- * Transaction blocks need care, because the transaction callbacks do not
- * say whether the block goes on.  The utility hook therefore notes BEGIN,
- * and how the COMMIT, ROLLBACK or PREPARE that is about to end the block
- * will end it (pgd_block), and the callbacks then decide:
+ * A checkout ends when the session is idle again outside a transaction
+ * block, which is the moment the backend sends ReadyForQuery with status
+ * 'I'.  Ends of transactions are not that moment: a COMMIT inside one
+ * simple Query message of several statements, or among the Executes of a
+ * pipeline before its Sync, ends a transaction while the session stays
+ * busy; an error inside a transaction block ends nothing; a ROLLBACK of a
+ * block that already aborted fires no transaction callback at all; a
+ * COMMIT AND CHAIN goes on, unless the commit failed.  ReadyForQuery says
+ * it all in its status byte:
  *
- *	 COMMIT/PREPARE event  the checkout ends, unless a COMMIT AND CHAIN
- *						   succeeded (the chained transaction goes on).
- *	 ABORT event		   a ROLLBACK (or a COMMIT of a block whose
- *						   subtransaction failed, which rolls back) ends the
- *						   checkout unless AND CHAIN; a failed COMMIT ends
- *						   it even with AND CHAIN (xact.c does not chain a
- *						   failed commit); an error inside a live block
- *						   leaves the session idle in an aborted
- *						   transaction, still checked out; any other abort
- *						   (autocommit, implicit block) ends it.
- *	 no event at all	   ROLLBACK of a block whose top level already
- *						   aborted: the block ends when the statement
- *						   returns, unless AND CHAIN.
+ *	 'I'		the checkout ends, at the time core recorded when it reported
+ *				the session idle just before (pg_stat_activity's
+ *				state_change, so pooldiag's idle clock and core's agree; the
+ *				current time if track_activities is off);
+ *	 'T', 'E'	a transaction block goes on: still checked out.
+ *
+ * The transaction callbacks then only need to count statements that failed
+ * before reaching our hooks, and a commit costs nothing here.
+ *
+ * ReadyForQuery is seen by wrapping the putmessage method of core's
+ * PqCommMethods (the table that parallel workers replace to redirect their
+ * messages).  The wrapper costs one comparison per message sent.
  *
  * Utility statements may commit and start transactions while they run:
  * CALL and DO (procedures that COMMIT), CREATE INDEX CONCURRENTLY, REINDEX
@@ -69,6 +75,7 @@
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "libpq/auth.h"
+#include "libpq/libpq.h"
 #include "libpq/libpq-be.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -101,27 +108,9 @@ static bool pgd_session_pending = false;
 /* A rejection has been recorded for this process already. */
 static bool pgd_rejection_recorded = false;
 
-/* How the statement that ends a transaction block will end it. */
-typedef enum PgdBlockEnd
-{
-	PGD_END_NONE = 0,			/* no COMMIT/ROLLBACK/PREPARE is running */
-	PGD_END_COMMIT,				/* a commit of a live block */
-	PGD_END_ROLLBACK,			/* a rollback through an ABORT event */
-	PGD_END_PREPARE
-} PgdBlockEnd;
-
-/*
- * Where the current transaction block stands, as far as the transaction
- * callbacks cannot tell by themselves.
- */
-typedef struct PgdBlockState
-{
-	bool		explicit_block; /* inside BEGIN ... */
-	PgdBlockEnd ending;
-	bool		chain;			/* ... AND CHAIN */
-} PgdBlockState;
-
-static PgdBlockState pgd_block;
+/* core's methods to send protocol messages, which pgd_putmessage() wraps */
+static const PQcommMethods *pgd_prev_comm_methods = NULL;
+static PQcommMethods pgd_comm_methods;
 
 /*
  * application_name when the current checkout started: its checkin event
@@ -135,11 +124,21 @@ static char pgd_checkout_appname[NAMEDATALEN];
 static int	pgd_utility_depth = 0;
 
 /*
- * The statement running outside a checkout is a session set-up statement
- * (see pgd_is_session_setup()); its transaction's end counts nothing, even
- * when it fails.  Cleared when that transaction ends.
+ * Session set-up statements (see pgd_is_session_setup()) outside a
+ * checkout.  A transaction that aborts with no checkout open is counted as
+ * one (a statement failed before reaching our hooks) unless the set-up
+ * statement itself is what failed; one that succeeded does not hide a
+ * later statement's failure in the same transaction (a SET and a failing
+ * statement in one pipeline).  Cleared when the busy period ends.
  */
-static bool pgd_setup_statement = false;
+typedef enum PgdSetupState
+{
+	PGD_SETUP_NONE = 0,
+	PGD_SETUP_RUNNING,			/* a set-up statement is running */
+	PGD_SETUP_DONE				/* one completed; nothing else ran since */
+} PgdSetupState;
+
+static PgdSetupState pgd_setup_state = PGD_SETUP_NONE;
 
 static void pgd_client_authentication(Port *port, int status);
 static void pgd_emit_log(ErrorData *edata);
@@ -152,6 +151,7 @@ static void pgd_xact_callback(XactEvent event, void *arg);
 static void pgd_session_exit(int code, Datum arg);
 static void pgd_establish_session(void);
 static void pgd_checkin(TimestampTz end);
+static void pgd_wrap_comm_methods(void);
 
 void
 pgd_install_hooks(void)
@@ -302,6 +302,13 @@ pgd_rejection_reason(const ErrorData *edata)
 static char *
 pgd_format_setting_ms(int32 ms)
 {
+	/* The largest unit that divides the value, as SHOW prints it. */
+	if (ms == 0)
+		return pstrdup("0");
+	if (ms % 86400000 == 0)
+		return psprintf("%dd", ms / 86400000);
+	if (ms % 3600000 == 0)
+		return psprintf("%dh", ms / 3600000);
 	if (ms % 60000 == 0)
 		return psprintf("%dmin", ms / 60000);
 	if (ms % 1000 == 0)
@@ -422,6 +429,7 @@ pgd_establish_session(void)
 	pgd_registry_publish_policy(pgd_own_policy());
 	pgd_declared_publish_at_connect();
 	before_shmem_exit(pgd_session_exit, (Datum) 0);
+	pgd_wrap_comm_methods();
 
 	pgd_event_from_own_session(&event, PGD_EV_CONNECT, PGD_R_NONE);
 	event.event_time = now;
@@ -463,12 +471,14 @@ pgd_checkin(TimestampTz end)
 	TimestampTz start = pgd_my_slot->checkout_start;
 	int64		hold_us;
 
-	memset(&pgd_block, 0, sizeof(pgd_block));
 	if (start == 0)
 		return;
 
+	/* The end is a time core took; never before the start we took. */
+	if (end < start)
+		end = start;
 	pgd_registry_end_checkout(end);
-	hold_us = end > start ? end - start : 0;
+	hold_us = end - start;
 
 	if (pgd_log_checkouts == PGD_LOG_CHECKOUTS_ALL ||
 		(pgd_log_checkouts == PGD_LOG_CHECKOUTS_SLOW &&
@@ -485,6 +495,73 @@ pgd_checkin(TimestampTz end)
 		event.detail[PGD_D_CHECKIN_HOLD_US] = hold_us;
 		pgd_ring_append(&event);
 	}
+}
+
+/*
+ * The backend is about to send ReadyForQuery: the busy period is over.
+ * The message is one byte, the transaction status.  Runs inside
+ * pq_putmessage(), so it must not raise an error (it cannot: shared memory
+ * and the lock-free event ring only).
+ */
+static void
+pgd_ready_for_query(const char *msg, size_t len)
+{
+	volatile PgBackendStatus *be = MyBEEntry;
+	TimestampTz end;
+
+	pgd_setup_state = PGD_SETUP_NONE;
+	/* In a block ('T', 'E'), the checkout goes on. */
+	if (pgd_my_slot == NULL || len != 1 || msg[0] != 'I' ||
+		pgd_my_slot->checkout_start == 0)
+		return;
+
+	/*
+	 * Core has just reported the session idle and taken the time for it; we
+	 * are its only writer, so our own entry can be read as is.
+	 */
+	if (be != NULL && be->st_state == STATE_IDLE)
+		end = be->st_state_start_timestamp;
+	else
+		end = GetCurrentTimestamp();
+	pgd_checkin(end);
+}
+
+/* ReadyForQuery: see to the checkout, then send it. */
+static pg_noinline int
+pgd_putmessage_ready(char msgtype, const char *s, size_t len)
+{
+	pgd_ready_for_query(s, len);
+	return pgd_prev_comm_methods->putmessage(msgtype, s, len);
+}
+
+/*
+ * Our putmessage method: core's, after a look at ReadyForQuery.  Every
+ * message the backend sends passes here (each row of a result, too), so this
+ * is one comparison and a tail call; the rest is out of line.
+ */
+static int
+pgd_putmessage(char msgtype, const char *s, size_t len)
+{
+	if (unlikely(msgtype == 'Z'))
+		return pgd_putmessage_ready(msgtype, s, len);
+	return pgd_prev_comm_methods->putmessage(msgtype, s, len);
+}
+
+/*
+ * Put pgd_putmessage() in front of core's methods, once, for the session's
+ * lifetime.  Client backends never replace PqCommMethods after pq_init(),
+ * which ran long before the session is established; only parallel workers
+ * (which are not tracked) redirect theirs.
+ */
+static void
+pgd_wrap_comm_methods(void)
+{
+	if (pgd_prev_comm_methods != NULL || PqCommMethods == NULL)
+		return;
+	pgd_prev_comm_methods = PqCommMethods;
+	pgd_comm_methods = *PqCommMethods;
+	pgd_comm_methods.putmessage = pgd_putmessage;
+	PqCommMethods = &pgd_comm_methods;
 }
 
 static void
@@ -513,51 +590,6 @@ pgd_call_process_utility(PlannedStmt *pstmt, const char *queryString,
 }
 
 /*
- * A COMMIT, ROLLBACK or PREPARE TRANSACTION returned: note how the block
- * will end.  'top_aborted' and 'sub_aborted' describe the block before the
- * statement ran.
- */
-static void
-pgd_note_block_end(const TransactionStmt *stmt, bool top_aborted,
-				   bool sub_aborted)
-{
-	pgd_block.chain = stmt->chain;
-
-	if (top_aborted)
-	{
-		/*
-		 * The top level aborted already: xact.c only cleans up, and no
-		 * callback fires.  The block is over now, unless it chains.
-		 */
-		if (!stmt->chain)
-			pgd_checkin(GetCurrentTimestamp());
-		return;
-	}
-
-	if (sub_aborted)
-	{
-		/* COMMIT, ROLLBACK and PREPARE all roll back: an ABORT event. */
-		pgd_block.ending = PGD_END_ROLLBACK;
-		return;
-	}
-
-	switch (stmt->kind)
-	{
-		case TRANS_STMT_COMMIT:
-			pgd_block.ending = PGD_END_COMMIT;
-			break;
-		case TRANS_STMT_ROLLBACK:
-			pgd_block.ending = PGD_END_ROLLBACK;
-			break;
-		case TRANS_STMT_PREPARE:
-			pgd_block.ending = PGD_END_PREPARE;
-			break;
-		default:
-			break;
-	}
-}
-
-/*
  * Is this a session set-up statement outside any checkout?  SET, RESET and
  * DISCARD sent on their own, outside a transaction block, configure the
  * connection rather than use it: PgBouncer sends SET application_name (and
@@ -566,14 +598,23 @@ pgd_note_block_end(const TransactionStmt *stmt, bool top_aborted,
  * send SETs when they hand a connection out.  Counting those as checkouts
  * would make one client transaction look like two.  Inside a transaction
  * block, or while checked out, they are part of the checkout as usual.
+ *
+ * When more than one of its tracked parameters differs (application_name
+ * and client_encoding, say, when clients of two drivers share a pool),
+ * PgBouncer sends them in one query message, "SET a='x';SET b='y';", which
+ * PostgreSQL runs as an implicit transaction block; they are set-up all the
+ * same.  A real statement after them in the message starts the checkout
+ * when it reaches our hooks, and one that fails before (in parse analysis)
+ * is counted by the ABORT event, since the set-up statements completed
+ * (pgd_setup_state).  An explicit block cannot be open while no checkout is
+ * (BEGIN starts one), so no test of the block is needed.
  */
 static bool
 pgd_is_session_setup(Node *parsetree, ProcessUtilityContext context)
 {
 	return context == PROCESS_UTILITY_TOPLEVEL &&
 		pgd_my_slot->checkout_start == 0 &&
-		(IsA(parsetree, VariableSetStmt) || IsA(parsetree, DiscardStmt)) &&
-		!IsTransactionBlock();
+		(IsA(parsetree, VariableSetStmt) || IsA(parsetree, DiscardStmt));
 }
 
 static void
@@ -583,8 +624,7 @@ pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 					DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
-	bool		top_aborted = false;
-	bool		sub_aborted = false;
+	bool		setup;
 
 	if (pgd_my_slot == NULL)
 	{
@@ -593,19 +633,11 @@ pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 		return;
 	}
 
-	if (pgd_is_session_setup(parsetree, context))
-		pgd_setup_statement = true;
+	setup = pgd_is_session_setup(parsetree, context);
+	if (setup)
+		pgd_setup_state = PGD_SETUP_RUNNING;
 	else
 		pgd_note_statement_start();
-
-	if (IsA(parsetree, TransactionStmt))
-	{
-		bool		aborted = IsAbortedTransactionBlockState();
-
-		/* A failed subtransaction leaves the top level alive. */
-		sub_aborted = aborted && GetCurrentTransactionNestLevel() > 1;
-		top_aborted = aborted && !sub_aborted;
-	}
 
 	pgd_utility_depth++;
 	PG_TRY();
@@ -619,51 +651,8 @@ pgd_process_utility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_END_TRY();
 
-	if (IsA(parsetree, TransactionStmt) && pgd_utility_depth == 0)
-	{
-		TransactionStmt *stmt = (TransactionStmt *) parsetree;
-
-		switch (stmt->kind)
-		{
-			case TRANS_STMT_BEGIN:
-			case TRANS_STMT_START:
-				pgd_block.explicit_block = true;
-				break;
-			case TRANS_STMT_COMMIT:
-			case TRANS_STMT_ROLLBACK:
-			case TRANS_STMT_PREPARE:
-				pgd_note_block_end(stmt, top_aborted, sub_aborted);
-				break;
-			default:
-				break;
-		}
-	}
-}
-
-/*
- * Does an ABORT event end the checkout?  See the header comment.
- */
-static bool
-pgd_abort_ends_checkout(void)
-{
-	switch (pgd_block.ending)
-	{
-		case PGD_END_ROLLBACK:
-			return !pgd_block.chain;
-		case PGD_END_COMMIT:
-		case PGD_END_PREPARE:
-			/* The end failed; xact.c never chains a failed commit. */
-			return true;
-		case PGD_END_NONE:
-			break;
-	}
-
-	/*
-	 * An error.  Inside a live explicit block it leaves the session idle in
-	 * an aborted transaction, still checked out.  (TransactionBlockStatusCode
-	 * is still 'T' here: the block turns aborted after the callbacks ran.)
-	 */
-	return !(pgd_block.explicit_block && TransactionBlockStatusCode() == 'T');
+	if (setup)
+		pgd_setup_state = PGD_SETUP_DONE;
 }
 
 static void
@@ -680,46 +669,21 @@ pgd_xact_callback(XactEvent event, void *arg)
 				pgd_establish_session();
 			break;
 
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PREPARE:
-			if (pgd_my_slot == NULL || pgd_utility_depth > 0)
-				return;
-			if (pgd_block.ending == PGD_END_COMMIT && pgd_block.chain)
-			{
-				/* COMMIT AND CHAIN succeeded: the new transaction goes on. */
-				pgd_block.ending = PGD_END_NONE;
-				pgd_block.chain = false;
-				return;
-			}
-			pgd_setup_statement = false;
-			pgd_checkin(GetCurrentTransactionStopTimestamp());
-			break;
-
 		case XACT_EVENT_ABORT:
 			if (pgd_my_slot == NULL || pgd_utility_depth > 0)
 				return;
-			if (!pgd_abort_ends_checkout())
-			{
-				/* Chained or aborted block: still checked out. */
-				pgd_block.ending = PGD_END_NONE;
-				pgd_block.chain = false;
-				return;
-			}
 
 			/*
 			 * A statement that failed in parse analysis or planning never
-			 * reached the executor, but the session did leave idle for it.
-			 * (A commit without a checkout is not counted the same way:
-			 * idle backends run empty transactions of their own, e.g. to
-			 * catch up on invalidation messages.)
+			 * reached the executor, but the session did leave idle for it;
+			 * unless what failed is a set-up statement itself.
 			 */
-			if (pgd_my_slot->checkout_start == 0 && !pgd_setup_statement)
+			if (pgd_my_slot->checkout_start == 0)
 			{
-				pgd_registry_begin_checkout(GetCurrentStatementStartTimestamp());
-				pgd_note_checkout_identity();
+				if (pgd_setup_state == PGD_SETUP_RUNNING)
+					return;
+				pgd_note_statement_start();
 			}
-			pgd_setup_statement = false;
-			pgd_checkin(GetCurrentTransactionStopTimestamp());
 			break;
 
 		default:

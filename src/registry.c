@@ -517,13 +517,32 @@ pgd_registry_read_status(PgdSessionSnapshot *snap)
 /*
  * pooldiag.drain(): ask for the session with this serial to be closed once
  * it is idle.  Returns false if the slot holds another session by now.
+ *
+ * Several drain() calls may race with each other and with the slot changing
+ * hands, so the request is never stored blindly: a caller whose snapshot is
+ * stale (its session has ended, and the slot's next session may have been
+ * marked by another drain() meanwhile) must not overwrite that mark.  The
+ * serial is installed by compare-and-exchange, only while the slot holds
+ * that session, replacing whatever is there (0, or a stale serial: neither
+ * is a live request).
  */
 bool
 pgd_registry_request_drain(int index, uint64 serial)
 {
 	PgdSlot    *slot = pgd_registry_slot(index);
+	uint64		current = pg_atomic_read_u64(&slot->drain_serial);
 
-	pg_atomic_write_u64(&slot->drain_serial, serial);
+	for (;;)
+	{
+		pg_memory_barrier();
+		if (slot->serial != serial)
+			return false;
+		if (current == serial)
+			break;
+		/* On failure 'current' is reloaded; look at the slot again. */
+		if (pg_atomic_compare_exchange_u64(&slot->drain_serial, &current, serial))
+			break;
+	}
 	pg_memory_barrier();
 	/* Attach clears the request; a session that came since must not keep it. */
 	if (slot->serial != serial)

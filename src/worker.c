@@ -611,6 +611,37 @@ pgd_close_session(const PgdCandidate *cand)
  * One enforcement scan.  Returns the next time something becomes due
  * (0 if nothing is known), for the sleep.
  */
+/*
+ * Would the session be due if only pooldiag's own accounting counted?  For a
+ * session whose core state is "disabled" (track_activities = off), which
+ * is never closed, this says whether a deadline has passed all the same.
+ */
+static bool
+pgd_due_by_own_accounting(const PgdSessionSnapshot *snap, TimestampTz now)
+{
+	PgdSessionSnapshot own = *snap;
+	PgdVerdict	verdict;
+
+	own.has_status = false;
+	pgd_policy_evaluate(&own, NULL, now, &verdict);
+	return verdict.due;
+}
+
+/*
+ * Could this session, checked in by its slot, be in a checkout that only
+ * core's state shows (a statement in parse analysis or planning) and that
+ * is already held for leak_threshold?  Such a checkout started after the
+ * session's last checkin, so not if that was less than leak_threshold ago:
+ * sessions of a busy pool check in all the time and are not read.
+ */
+static bool
+pgd_may_hide_leak(const PgdSlot *slot, TimestampTz now)
+{
+	int			leak_ms = pgd_effective_ms(slot, PGD_LEAK_THRESHOLD);
+
+	return leak_ms > 0 && slot->last_checkin + (int64) leak_ms * 1000 <= now;
+}
+
 static TimestampTz pgd_act_on_due_sessions(int ncandidates, bool need_leak_pass,
 											TimestampTz now, TimestampTz next_wake);
 
@@ -661,8 +692,9 @@ pgd_enforce(void)
 
 		/*
 		 * Most sessions need only our own slot.  Core's status is read for
-		 * a checked-out session that may be idle in a transaction, and for
-		 * one that is due, to see its state and application_name.
+		 * a checked-out session that may be idle in a transaction, for one
+		 * watched for leaks, and for one that is due, to see its state and
+		 * application_name.
 		 */
 		if (!pgd_registry_read_slot(i, &snap))
 			continue;
@@ -672,9 +704,15 @@ pgd_enforce(void)
 		/*
 		 * A checked-out session may be idle in a transaction, or idle
 		 * altogether if core says so (registry.c reconciles the two), so
-		 * its deadline needs core's state.
+		 * its deadline needs core's state.  So does any session watched for
+		 * leaks: a statement waiting in parse analysis or planning is a
+		 * checkout that only core's state shows (registry.c), and it can
+		 * be held past leak_threshold before it reaches our hooks, or end
+		 * in an error without ever reaching them.
 		 */
-		if (snap.slot.checkout_start != 0 && !pgd_registry_read_status(&snap))
+		if ((snap.slot.checkout_start != 0 ||
+			 pgd_may_hide_leak(&snap.slot, now)) &&
+			!pgd_registry_read_status(&snap))
 			continue;
 
 		pgd_policy_evaluate(&snap, NULL, now, &verdict);
@@ -683,11 +721,11 @@ pgd_enforce(void)
 			if (!pgd_registry_read_status(&snap))
 				continue;
 			pgd_policy_evaluate(&snap, NULL, now, &verdict);
-
-			/* Due by our accounting, but core cannot confirm it is idle. */
-			if (verdict.exemption == PGD_EXEMPT_UNTRACKED)
-				nuntracked++;
 		}
+		/* Due by our accounting, but core cannot confirm it is idle. */
+		if (verdict.exemption == PGD_EXEMPT_UNTRACKED &&
+			pgd_due_by_own_accounting(&snap, now))
+			nuntracked++;
 
 		if (verdict.leak_at != 0)
 		{

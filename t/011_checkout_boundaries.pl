@@ -95,6 +95,15 @@ case_is("SET work_mem = 'bogus';", 0, 'a failing SET on its own: 0');
 case_is("DISCARD ALL;", 0, 'DISCARD ALL on its own: 0');
 case_is("SET application_name = 'boundaries';\nSELECT 1;", 1,
 	'a SET, then a statement: 1 (the statement)');
+# PgBouncer sends all the tracked parameters that differ as one message.
+case_is("SET DateStyle = 'ISO, MDY' \\; SET application_name = 'pgbouncer-client';",
+	0, 'SETs in one message (an implicit block): 0');
+case_is("SET DateStyle = 'ISO, MDY' \\; RESET application_name \\; SELECT 1;", 1,
+	'SETs and a statement in one message: 1');
+case_is("SET DateStyle = 'ISO, MDY' \\; SELECT * FROM no_such_table;", 1,
+	'a SET and a statement failing in parse analysis in one message: 1');
+case_is("SET DateStyle = 'ISO, MDY' \\; SET work_mem = 'bogus';", 0,
+	'SETs in one message, the last failing: 0');
 case_is("BEGIN;\nSET LOCAL work_mem = '8MB';\nSELECT 1;\nCOMMIT;", 1,
 	'SET inside a block is part of it: 1');
 case_is("COMMIT AND CHAIN;", 1, 'COMMIT AND CHAIN outside a block (an error): 1');

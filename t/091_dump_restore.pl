@@ -73,11 +73,12 @@ sub check_restored
 	is( $node->safe_psql(
 			$db,
 			q{SELECT (SELECT extversion FROM pg_extension WHERE extname = 'pooldiag')
+			  || '=' || (SELECT default_version FROM pg_available_extensions WHERE name = 'pooldiag')
 			  || ' ' || (SELECT count(*) FROM public.orders)
 			  || ' ' || (SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'public.orders'::regclass)
 			  || ' ' || (SELECT count(*) FROM pooldiag.events)
 			  || ' ' || (SELECT count(*) > 0 FROM pooldiag.sessions)}),
-		'1.1 100 dbowner 0 true',
+		'1.2=1.2 100 dbowner 0 true',
 		"$how: the extension works and the application's data is back");
 }
 
