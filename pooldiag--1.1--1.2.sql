@@ -696,3 +696,314 @@ COMMENT ON FUNCTION pooldiag.metrics() IS
 'pooldiag''s numbers in the Prometheus text exposition format: per-pool sessions by state, checkouts, hold-time histogram, closes and rejections, capacity, rejections by reason, event pipeline and enforcer counters.  Pools follow pooldiag.pools'' visibility.  Executable by pg_monitor';
 COMMENT ON FUNCTION pooldiag.get_pool_hold_histogram() IS
 'Each visible pool''s hold times as a Prometheus histogram: bounds le (seconds, edges of pooldiag''s log-scale buckets, so counts are exact), cumulative counts, sum in seconds and count; for pooldiag.metrics() and the exporter''s queries file.  Executable by pg_monitor';
+
+-- ====================================================================
+-- Recommendations: pooldiag.recommend()
+--
+-- A SQL function over pooldiag.pools, pooldiag.sessions, pg_settings and
+-- pg_db_role_setting, all readable by PUBLIC, so that any role may call it
+-- and gets rows for the pools pooldiag.pools shows it (its own, or all
+-- for pg_read_all_stats).  It does not read pooldiag.capacity (pg_monitor
+-- only): the slots are computed from pg_settings as capacity computes
+-- them, and the declared maxima are pooldiag.pools.declared_max, which
+-- capacity's declared_max adds up.  SECURITY INVOKER, and the BEGIN ATOMIC
+-- body is bound when this script runs (search_path pg_catalog first), so
+-- neither objects planted in public or pg_temp nor the caller's
+-- search_path change what it reads.  The rules are in README.md,
+-- "pooldiag.recommend()".
+-- ====================================================================
+
+CREATE FUNCTION pooldiag.recommend(
+    OUT pool text,
+    OUT datname name,
+    OUT usename name,
+    OUT setting text,
+    OUT current text,
+    OUT recommended text,
+    OUT reason text
+)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE STRICT PARALLEL RESTRICTED SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+WITH server AS (
+    -- Slots as pooldiag.capacity counts them; the jitter now in effect
+    -- (sighup: every session reads the same).
+    SELECT m.v AS max_connections,
+           m.v - r.v - coalesce(rc.v, 0) AS slots,
+           r.v + coalesce(rc.v, 0) AS reserved,
+           current_setting('pooldiag.lifetime_jitter')::numeric AS jitter
+    FROM (SELECT setting::integer AS v FROM pg_settings WHERE name = 'max_connections') m,
+         (SELECT setting::integer AS v FROM pg_settings
+          WHERE name = 'superuser_reserved_connections') r
+         LEFT JOIN (SELECT setting::integer AS v FROM pg_settings
+                    WHERE name = 'reserved_connections') rc ON true
+), p AS (
+    -- The pools whose detail the caller may see.
+    SELECT p.*,
+           coalesce(p.pool, '[' || coalesce(p.application_name, '') || '@'
+                            || coalesce(host(p.client_addr), 'local') || ']') AS label,
+           coalesce(p.declared_instances, 1) AS inst
+    FROM pooldiag.pools p
+    WHERE p.kind <> 'other' AND p.sessions IS NOT NULL
+), live AS (
+    -- Each pool's live sessions: what they declare, and the pooldiag limits
+    -- in effect for those pooldiag may close.
+    SELECT p.label, p.datname, p.usename,
+           count(s.pid) AS n,
+           max(s.client_pool_size) AS size,
+           max(s.client_max_overflow) AS overflow,
+           max(s.client_pool_timeout) AS timeout,
+           max(s.client_recycle) AS recycle,
+           count(s.pid) FILTER (WHERE NOT s.exempt) AS closable,
+           min(s.max_lifetime) FILTER (WHERE NOT s.exempt) AS max_lifetime,
+           min(s.idle_timeout) FILTER (WHERE NOT s.exempt) AS idle_timeout
+    FROM p
+    LEFT JOIN pooldiag.sessions s
+      ON s.datname = p.datname AND s.usename = p.usename
+     AND CASE WHEN p.kind = 'declared' THEN s.client_pool = p.pool
+              ELSE s.client_pool IS NULL
+                   AND s.application_name IS NOT DISTINCT FROM p.application_name
+                   AND s.client_addr IS NOT DISTINCT FROM p.client_addr END
+    GROUP BY p.label, p.datname, p.usename
+), configured AS (
+    -- A setting as PostgreSQL resolves it for a new session of the pool's
+    -- role and database: ALTER ROLE … IN DATABASE, ALTER ROLE, ALTER
+    -- DATABASE, then the server's value (as this session read it at start).
+    -- A bare number is in the setting's unit (ms for all three).
+    SELECT p.label, p.datname, p.usename, n.name,
+           nullif(CASE WHEN v.value ~ '^\s*[0-9.]+\s*$'
+                       THEN (v.value || ' ' || g.unit)::interval
+                       ELSE v.value::interval END, '0') AS value
+    FROM p
+    CROSS JOIN (VALUES ('idle_session_timeout'), ('pooldiag.max_lifetime'),
+                       ('pooldiag.idle_timeout')) n(name)
+    JOIN pg_settings g ON g.name = n.name
+    CROSS JOIN LATERAL (
+        SELECT coalesce(
+            (SELECT substr(c, length(n.name) + 2)
+             FROM pg_db_role_setting d
+             CROSS JOIN unnest(d.setconfig) c
+             WHERE starts_with(c, n.name || '=')
+               AND d.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = p.usename))
+               AND d.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = p.datname))
+               AND NOT (d.setrole = 0 AND d.setdatabase = 0)
+             ORDER BY d.setrole = 0, d.setdatabase = 0
+             LIMIT 1),
+            g.reset_val) AS value) v
+), limits AS (
+    -- What closes the pool's idle sessions on the server.  pooldiag's limits
+    -- are the live sessions' own (none when all are exempt), else what a
+    -- new session would get.
+    SELECT l.label, l.datname, l.usename,
+           CASE WHEN l.n > 0 THEN l.max_lifetime ELSE ml.value END AS max_lifetime,
+           CASE WHEN l.n > 0 THEN l.idle_timeout ELSE it.value END AS idle_timeout,
+           ist.value AS idle_session_timeout
+    FROM live l
+    JOIN configured ml ON ml.label = l.label AND ml.datname = l.datname
+     AND ml.usename = l.usename AND ml.name = 'pooldiag.max_lifetime'
+    JOIN configured it ON it.label = l.label AND it.datname = l.datname
+     AND it.usename = l.usename AND it.name = 'pooldiag.idle_timeout'
+    JOIN configured ist ON ist.label = l.label AND ist.datname = l.datname
+     AND ist.usename = l.usename AND ist.name = 'idle_session_timeout'
+), sizing AS (
+    -- Per instance: the peak's share, pool_size with 20% headroom, and room
+    -- for bursts up to twice the peak.
+    SELECT p.label, p.datname, p.usename, p.inst, p.peak_busy,
+           p.declared_instances IS NOT NULL AND p.kind = 'declared' AS competes,
+           ceil(p.peak_busy::numeric / p.inst)::integer AS per_inst,
+           greatest(ceil(ceil(p.peak_busy::numeric / p.inst) * 1.2), 1)::integer AS size_u,
+           greatest(greatest(ceil(ceil(p.peak_busy::numeric / p.inst) * 1.2), 1),
+                    2 * ceil(p.peak_busy::numeric / p.inst))::integer AS max_u
+    FROM p
+    WHERE p.peak_busy > 0
+), budget AS (
+    -- The slots are shared among the declared pools in proportion to what
+    -- they need; a pool that declares no size is checked against the slots
+    -- alone.
+    SELECT z.*, z.inst * z.max_u AS need,
+           CASE WHEN NOT z.competes OR t.total <= srv.slots THEN least(z.inst * z.max_u, srv.slots)
+                ELSE floor(srv.slots::numeric * z.inst * z.max_u / t.total)::integer
+           END / z.inst AS per_inst_budget,
+           t.total, srv.slots
+    FROM sizing z
+    CROSS JOIN server srv
+    CROSS JOIN (SELECT coalesce(sum(inst * max_u) FILTER (WHERE competes), 0) AS total
+                FROM sizing) t
+), fitted AS (
+    SELECT b.*,
+           least(b.size_u, b.per_inst_budget) AS size_r,
+           greatest(least(b.max_u, b.per_inst_budget) - least(b.size_u, b.per_inst_budget), 0)
+               AS overflow_r
+    FROM budget b
+), recs AS (
+    -- pool_size
+    SELECT p.label, p.datname, p.usename, 1 AS ord, 'pool_size' AS setting,
+           l.size::text AS current, f.size_r::text AS recommended,
+           CASE WHEN f.label IS NULL
+                THEN 'no checkout since ' || p.stats_since || ': nothing to size from yet'
+                ELSE 'peak_busy ' || p.peak_busy || ' over ' || p.inst
+                     || CASE WHEN p.inst = 1 THEN ' instance' ELSE ' instances' END
+                     || ' = ' || f.per_inst || ' per instance; x 1.2 headroom = ' || f.size_u
+                     || CASE WHEN f.size_r < f.size_u
+                             THEN '; cut to ' || f.size_r || ' to fit the slots (see max_overflow)'
+                             ELSE '' END
+           END
+           || CASE WHEN l.size IS NULL
+                   THEN '; declare your pool with options=''-c pooldiag.client_pool_size=…'''
+                        || ' (and -c pooldiag.client_instance=…)'
+                   ELSE '' END AS reason
+    FROM p
+    JOIN live l USING (label, datname, usename)
+    LEFT JOIN fitted f USING (label, datname, usename)
+    UNION ALL
+    -- max_overflow
+    SELECT p.label, p.datname, p.usename, 2, 'max_overflow',
+           l.overflow::text, f.overflow_r::text,
+           CASE WHEN f.label IS NULL
+                THEN 'no checkout since ' || p.stats_since || ': nothing to size from yet'
+                ELSE 'bursts up to 2 x ' || f.per_inst || ' = ' || f.max_u
+                     || ' per instance, less pool_size ' || f.size_u || ' = ' || (f.max_u - f.size_u)
+                     || CASE WHEN f.competes AND f.total > f.slots
+                             THEN '; but the declared pools need ' || f.total || ' > '
+                                  || f.slots || ' slots, so this pool gets '
+                                  || f.per_inst_budget * f.inst || ': ' || f.inst
+                                  || ' x (' || f.size_r || ' + ' || f.overflow_r || ') = '
+                                  || f.inst * (f.size_r + f.overflow_r) || ' <= '
+                                  || f.per_inst_budget * f.inst
+                                  || '; to serve the peak as measured: fewer instances, more max_connections, or PgBouncer'
+                             WHEN f.max_u > f.per_inst_budget
+                             THEN '; ' || f.inst || ' x ' || f.max_u || ' = ' || f.need || ' > '
+                                  || f.slots || ' slots: cut to ' || f.inst || ' x ('
+                                  || f.size_r || ' + ' || f.overflow_r || ') = '
+                                  || f.inst * (f.size_r + f.overflow_r)
+                             ELSE '; ' || f.inst || ' x (' || f.size_r || ' + ' || f.overflow_r
+                                  || ') = ' || f.inst * (f.size_r + f.overflow_r) || ' fits in '
+                                  || f.slots || ' slots'
+                        END
+           END
+           || CASE WHEN l.overflow IS NULL
+                   THEN '; declare your pool with options=''-c pooldiag.client_max_overflow=…'''
+                   ELSE '' END
+    FROM p
+    JOIN live l USING (label, datname, usename)
+    LEFT JOIN fitted f USING (label, datname, usename)
+    UNION ALL
+    -- pool_timeout, in seconds
+    SELECT p.label, p.datname, p.usename, 3, 'pool_timeout',
+           trim_scale(round(extract(epoch FROM l.timeout), 3))::text,
+           CASE WHEN p.hold_p99 IS NULL THEN trim_scale(round(extract(epoch FROM l.timeout), 3))::text
+                ELSE trim_scale(greatest(ceil(2 * extract(epoch FROM p.hold_p99)),
+                                         round(extract(epoch FROM l.timeout), 3)))::text
+           END,
+           CASE WHEN p.hold_p99 IS NULL
+                THEN 'no checkout since ' || p.stats_since || ': nothing to time yet'
+                ELSE 'hold p99 ' || trim_scale(round(extract(epoch FROM p.hold_p99), 3))
+                     || ' s: a caller waiting at a full pool gets the next connection returned; '
+                     || 'a timeout below 2 x p99, in whole seconds, = '
+                     || trim_scale(ceil(2 * extract(epoch FROM p.hold_p99))) || ' s fails requests that would have been served'
+                     || CASE WHEN l.timeout >= make_interval(secs => ceil(2 * extract(epoch FROM p.hold_p99)))
+                             THEN '; the current timeout is long enough' ELSE '' END
+                     || CASE WHEN p.waiting_on_lock > 0 OR p.hold_max > 10 * p.hold_p99
+                             THEN '; hold max ' || trim_scale(round(extract(epoch FROM p.hold_max), 3))
+                                  || ' s, ' || p.waiting_on_lock || ' waiting on a lock now: fix long holds (blockers, leaks), do not wait them out'
+                             ELSE '' END
+           END
+           || CASE WHEN l.timeout IS NULL
+                   THEN '; declare your pool with options=''-c pooldiag.client_pool_timeout=…'''
+                   ELSE '' END
+    FROM p
+    JOIN live l USING (label, datname, usename)
+    UNION ALL
+    -- pool_recycle, in seconds
+    SELECT p.label, p.datname, p.usename, 4, 'pool_recycle',
+           trim_scale(round(extract(epoch FROM l.recycle), 3))::text,
+           CASE WHEN x.lim IS NULL THEN trim_scale(round(extract(epoch FROM l.recycle), 3))::text
+                WHEN l.recycle > '0' AND extract(epoch FROM l.recycle) <= floor(0.9 * x.lim)
+                THEN trim_scale(round(extract(epoch FROM l.recycle), 3))::text
+                ELSE greatest(floor(0.9 * x.lim), 1)::text
+           END,
+           CASE WHEN x.lim IS NULL
+                THEN 'the server closes no idle session of this pool'
+                     || CASE WHEN l.closable = 0 AND l.n > 0 THEN ' (its sessions are exempt)' ELSE '' END
+                     || ': pool_recycle need only sit below limits outside PostgreSQL (firewalls, load balancers)'
+                ELSE 'the server closes idle sessions after '
+                     || concat_ws(', ',
+                          'pooldiag.max_lifetime ' || trim_scale(round(extract(epoch FROM m.max_lifetime), 3))
+                              || ' s less up to ' || trim_scale(srv.jitter * 100) || '% jitter = '
+                              || trim_scale(round(extract(epoch FROM m.max_lifetime) * (1 - srv.jitter), 3)) || ' s',
+                          'pooldiag.idle_timeout ' || trim_scale(round(extract(epoch FROM m.idle_timeout), 3)) || ' s',
+                          'idle_session_timeout ' || trim_scale(round(extract(epoch FROM m.idle_session_timeout), 3)) || ' s')
+                     || '; pool_recycle must sit strictly below the least, '
+                     || trim_scale(round(x.lim, 3)) || ' s: 90% of it is '
+                     || greatest(floor(0.9 * x.lim), 1)
+                     || CASE WHEN l.recycle > '0' AND extract(epoch FROM l.recycle) <= floor(0.9 * x.lim)
+                             THEN '; the current value is below it'
+                             WHEN l.recycle IS NOT NULL THEN '; the current value is not'
+                             ELSE '' END
+           END
+           || CASE WHEN l.recycle IS NULL
+                   THEN '; declare your pool with options=''-c pooldiag.client_recycle=…'''
+                   ELSE '' END
+    FROM p
+    JOIN live l USING (label, datname, usename)
+    JOIN limits m USING (label, datname, usename)
+    CROSS JOIN server srv
+    CROSS JOIN LATERAL (
+        SELECT least(extract(epoch FROM m.max_lifetime) * (1 - srv.jitter),
+                     extract(epoch FROM m.idle_timeout),
+                     extract(epoch FROM m.idle_session_timeout)) AS lim) x
+    UNION ALL
+    -- pre_ping
+    SELECT p.label, p.datname, p.usename, 5, 'pre_ping', NULL,
+           (c.closes > 0)::text,
+           CASE WHEN c.closes > 0
+                THEN 'the server closes this pool''s sessions ('
+                     || concat_ws(', ',
+                          CASE WHEN m.max_lifetime IS NOT NULL THEN 'pooldiag.max_lifetime' END,
+                          CASE WHEN m.idle_timeout IS NOT NULL THEN 'pooldiag.idle_timeout' END,
+                          CASE WHEN m.idle_session_timeout IS NOT NULL THEN 'idle_session_timeout' END,
+                          CASE WHEN k.n > 0 THEN k.n || ' closed since ' || p.stats_since END)
+                     || '): a client learns of a close only at its next use, so validate at checkout '
+                     || '(SQLAlchemy pool_pre_ping=True; HikariCP does by default; node-postgres pool.on(''error''))'
+                ELSE 'the server closes none of this pool''s sessions: validation is optional'
+           END
+           || '; pooldiag cannot see whether the client validates'
+    FROM p
+    JOIN limits m USING (label, datname, usename)
+    CROSS JOIN LATERAL (
+        -- pooldiag's closes are counted in disconnects_killed too
+        SELECT greatest(p.disconnects_killed,
+                        p.closes_idle_timeout + p.closes_max_lifetime
+                        + p.closes_idle_in_transaction_timeout + p.closes_drain) AS n) k
+    CROSS JOIN LATERAL (
+        SELECT (m.max_lifetime IS NOT NULL)::integer + (m.idle_timeout IS NOT NULL)::integer
+               + (m.idle_session_timeout IS NOT NULL)::integer + k.n AS closes) c
+    UNION ALL
+    -- The server: the declared pools may open more connections than there
+    -- are slots.
+    SELECT '(server)', NULL, NULL, 0, 'max_connections',
+           srv.max_connections::text,
+           (srv.max_connections + d.total - srv.slots)::text,
+           'declared pools may open ' || d.total || ' connections (' || d.terms || ') > '
+           || srv.slots || ' slots (max_connections ' || srv.max_connections || ' - '
+           || srv.reserved || ' reserved): lower pool_size + max_overflow per instance '
+           || '(see the pools'' rows), or raise max_connections to '
+           || (srv.max_connections + d.total - srv.slots)
+           || ', or put PgBouncer in front of the server'
+    FROM server srv
+    CROSS JOIN (SELECT sum(declared_max) AS total,
+                       string_agg(label || ' ' || declared_instances || ' x '
+                                  || (declared_max / declared_instances)
+                                  || CASE WHEN declared_max % declared_instances <> 0
+                                          THEN '~' ELSE '' END, ', ' ORDER BY label) AS terms
+                FROM p WHERE declared_max IS NOT NULL) d
+    WHERE d.total > srv.slots
+)
+SELECT label, datname, usename, setting, current, recommended, reason
+FROM recs
+ORDER BY label = '(server)' DESC, label, datname, usename, ord;
+END;
+
+COMMENT ON FUNCTION pooldiag.recommend() IS
+'Recommended client pool settings (pool_size, max_overflow, pool_timeout and pool_recycle in seconds, pre_ping) per visible pool from its measured peak, hold times and the server''s limits, and a (server) row when declared pools may open more connections than there are slots; values are text.  Rows follow pooldiag.pools'' visibility';
