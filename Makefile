@@ -23,7 +23,7 @@ DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql \
 PGFILEDESC = "pooldiag - connection hygiene for pooled applications"
 
 # pg_regress runs against a private cluster that preloads pooldiag.
-REGRESS = setup sessions guc privileges events policy pools versions capacity comments
+REGRESS = setup sessions guc privileges events policy pools versions capacity recommend comments
 REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=./tmp_check
 
 TAP_TESTS = 1

@@ -864,19 +864,17 @@ WITH server AS (
                 THEN 'no checkout since ' || p.stats_since || ': nothing to size from yet'
                 ELSE 'bursts up to 2 x ' || f.per_inst || ' = ' || f.max_u
                      || ' per instance, less pool_size ' || f.size_u || ' = ' || (f.max_u - f.size_u)
-                     || CASE WHEN f.competes AND f.total > f.slots
-                             THEN '; but the declared pools need ' || f.total || ' > '
-                                  || f.slots || ' slots, so this pool gets '
-                                  || f.per_inst_budget * f.inst || ': ' || f.inst
-                                  || ' x (' || f.size_r || ' + ' || f.overflow_r || ') = '
-                                  || f.inst * (f.size_r + f.overflow_r) || ' <= '
-                                  || f.per_inst_budget * f.inst
-                                  || '; to serve the peak as measured: fewer instances, more max_connections, or PgBouncer'
-                             WHEN f.max_u > f.per_inst_budget
-                             THEN '; ' || f.inst || ' x ' || f.max_u || ' = ' || f.need || ' > '
-                                  || f.slots || ' slots: cut to ' || f.inst || ' x ('
-                                  || f.size_r || ' + ' || f.overflow_r || ') = '
-                                  || f.inst * (f.size_r + f.overflow_r)
+                     || CASE WHEN f.max_u > f.per_inst_budget
+                             THEN CASE WHEN f.competes AND f.total > f.need
+                                       THEN '; the declared pools need ' || f.total || ' > '
+                                            || f.slots || ' slots, and this pool''s share is '
+                                            || f.per_inst_budget * f.inst
+                                       ELSE '; ' || f.inst || ' x ' || f.max_u || ' = ' || f.need
+                                            || ' > ' || f.slots || ' slots'
+                                  END
+                                  || ': cut to ' || f.inst || ' x (' || f.size_r || ' + '
+                                  || f.overflow_r || ') = ' || f.inst * (f.size_r + f.overflow_r)
+                                  || '; to allow the bursts: fewer instances, a larger max_connections, or PgBouncer'
                              ELSE '; ' || f.inst || ' x (' || f.size_r || ' + ' || f.overflow_r
                                   || ') = ' || f.inst * (f.size_r + f.overflow_r) || ' fits in '
                                   || f.slots || ' slots'
