@@ -176,6 +176,42 @@ is($mine->query_safe(q{SELECT ceil(1.5) || ' ' || (1 OPERATOR(public.+) 1)}), '0
 is($as_webapp->(), $before, 'with them planted, recommend() returns the same rows');
 
 close_session($mine);
+
+# A second declared pool, "jobs" of the reporter, 1 instance of size 2
+# without overflow, with 3 checkouts held at once: it needs 1 x max(2 x 3,
+# ceil(1.2 x 3)) = 6 and web 24, 30 > 22 slots, so the slots are shared in
+# proportion: web floor(22 x 24 / 30) = 17, 8 per instance, all pool_size;
+# jobs floor(22 x 6 / 30) = 4.
+my @jobs;
+push @jobs,
+  [
+	open_session(
+		$node,
+		app => 'jobs',
+		user => 'reporter',
+		options => '-c pooldiag.client_pool=jobs -c pooldiag.client_pool_size=2 '
+		  . '-c pooldiag.client_max_overflow=0 -c pooldiag.client_instance=jobs-1')
+  ] for 1 .. 3;
+$_->[0]->query_safe('BEGIN; SELECT 1') for @jobs;
+$_->[0]->query_safe('COMMIT') for @jobs;
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(pool || ' ' || setting || ' ' || coalesce(current, 'NULL') || ' -> '
+		                    || recommended, ', ' ORDER BY pool, setting)
+		  FROM pooldiag.recommend()
+		  WHERE pool IN ('web', 'jobs', '(server)')
+		    AND setting IN ('pool_size', 'max_overflow', 'max_connections')}),
+	'(server) max_connections 25 -> 35, jobs max_overflow 0 -> 0, jobs pool_size 2 -> 4, '
+	  . 'web max_overflow 10 -> 0, web pool_size 5 -> 8',
+	'two pools over the slots: shares of 4 and 16, the server needs 25 + 32 - 22 = 35');
+like( $node->safe_psql('postgres',
+		q{SELECT reason FROM pooldiag.recommend() WHERE pool = 'web' AND setting = 'max_overflow'}),
+	qr/; the declared pools need 30 > 22 slots, and this pool's share is 16: cut to 2 x \(8 \+ 0\) = 16; /,
+	'web\'s reason: the pools need 30 > 22 slots, its share is 16');
+like( $node->safe_psql('postgres',
+		q{SELECT reason FROM pooldiag.recommend() WHERE pool = '(server)'}),
+	qr/^declared pools may open 32 connections \(jobs 1 x 2, web 2 x 15\) > 22 slots/,
+	'the server row adds both pools');
+close_session($_->[0]) for @jobs;
 close_session($_->[0]) for @web;
 close_session($reports);
 $node->stop;
