@@ -182,6 +182,9 @@ close_session($mine);
 # ceil(1.2 x 3)) = 6 and web 24, 30 > 22 slots, so the slots are shared in
 # proportion: web floor(22 x 24 / 30) = 17, 8 per instance, all pool_size;
 # jobs floor(22 x 6 / 30) = 4.
+# The reporter's role also has pooldiag.idle_timeout = 120s, which binds
+# jobs' pool_recycle below 300 s.
+$node->safe_psql('postgres', q{ALTER ROLE reporter SET pooldiag.idle_timeout = '120s'});
 my @jobs;
 push @jobs,
   [
@@ -211,6 +214,12 @@ like( $node->safe_psql('postgres',
 		q{SELECT reason FROM pooldiag.recommend() WHERE pool = '(server)'}),
 	qr/^declared pools may open 32 connections \(jobs 1 x 2, web 2 x 15\) > 22 slots/,
 	'the server row adds both pools');
+is( $node->safe_psql('postgres',
+		q{SELECT coalesce(current, 'NULL') || ' -> ' || recommended || ': ' || reason
+		  FROM pooldiag.recommend() WHERE pool = 'jobs' AND setting = 'pool_recycle'}),
+	q{NULL -> 108: the server closes idle sessions after pooldiag.max_lifetime 400 s less up to 25% jitter = 300 s, pooldiag.idle_timeout 120 s; }
+	  . q{pool_recycle must sit strictly below the least, 120 s: 90% of it is 108; declare your pool with options='-c pooldiag.client_recycle=…'},
+	'jobs: pool_recycle 108 s, below the role\'s idle_timeout of 120 s');
 close_session($_->[0]) for @jobs;
 close_session($_->[0]) for @web;
 close_session($reports);
