@@ -14,7 +14,8 @@ OBJS = \
 	src/sanitize.o \
 	src/fold.o \
 	src/declared.o \
-	src/pools.o
+	src/pools.o \
+	src/capacity.o
 
 EXTENSION = pooldiag
 DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql \
@@ -22,7 +23,7 @@ DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql \
 PGFILEDESC = "pooldiag - connection hygiene for pooled applications"
 
 # pg_regress runs against a private cluster that preloads pooldiag.
-REGRESS = setup sessions guc privileges events policy pools versions comments
+REGRESS = setup sessions guc privileges events policy pools versions capacity recommend comments
 REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=./tmp_check
 
 TAP_TESTS = 1

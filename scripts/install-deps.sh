@@ -32,12 +32,20 @@
 #                             only a virtual name that
 #                             libpostgresql-jdbc-java provides
 #   pgbouncer                 the test starts its own, in transaction mode, on
-#                             a port and socket of its own (t/104); whatever
-#                             Debian's own pgbouncer service does is left as
-#                             it is, and never used
+#                             a port and socket of its own (t/104); Debian's
+#                             own pgbouncer service is not started (below)
 #   nodejs, npm               only when node or npm is missing: node-postgres
 #                             itself (npm `pg`) is installed by t/102 at test
 #                             time into its own directory, as the test user
+#   prometheus                promtool: t/086 validates pooldiag.metrics() with
+#                             `promtool check metrics`
+#   prometheus-postgres-exporter
+#                             t/087 runs it with
+#                             contrib/prometheus-postgres-exporter/pooldiag.yaml
+# Installing these and pgbouncer must not start Debian's daemons
+# (prometheus on :9090, the exporter on :9187, pgbouncer on :6432): they are
+# installed with a policy-rc.d that refuses every start, unless the machine
+# has its own policy-rc.d already.
 # postgresql-contrib is not needed: it is only a metapackage, the contrib
 # modules and pgbench ship in postgresql-NN itself.
 #
@@ -81,6 +89,8 @@ if [ "$with_pg" -eq 1 ]; then
 		libpostgresql-jdbc-java
 		default-jdk-headless
 		pgbouncer
+		prometheus
+		prometheus-postgres-exporter
 	)
 	# A machine may have Node.js from elsewhere (it then has npm too);
 	# Debian's own packages only when a command is missing.
@@ -113,7 +123,30 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	# The package lists of a fresh machine are empty or stale; update only
 	# when we actually have something to install.
 	apt-get "${apt_opts[@]}" update
-	apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}"
+	# The tools the tests run themselves, never as services (see above), go
+	# in an apt-get of their own; the rest installs as Debian means it to.
+	services=() others=()
+	for p in "${missing[@]}"; do
+		case "$p" in
+		prometheus | prometheus-postgres-exporter | pgbouncer) services+=("$p") ;;
+		*) others+=("$p") ;;
+		esac
+	done
+	if [ "${#others[@]}" -gt 0 ]; then
+		apt-get "${apt_opts[@]}" install -y --no-install-recommends "${others[@]}"
+	fi
+	if [ "${#services[@]}" -gt 0 ]; then
+		own_policy=0
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+			chmod 755 /usr/sbin/policy-rc.d
+			own_policy=1
+		fi
+		rc=0
+		apt-get "${apt_opts[@]}" install -y --no-install-recommends "${services[@]}" || rc=$?
+		[ "$own_policy" -eq 0 ] || rm -f /usr/sbin/policy-rc.d
+		[ "$rc" -eq 0 ] || exit "$rc"
+	fi
 else
 	pd_log "all packages already installed: ${PACKAGES[*]}"
 fi
@@ -142,4 +175,7 @@ perl -MIPC::Run -e 1 2>/dev/null || pd_die "perl module IPC::Run missing (libipc
 [ -f /usr/include/gssapi/gssapi.h ] || pd_die "GSSAPI headers missing (libkrb5-dev)"
 command -v gcc >/dev/null || pd_die "gcc missing (build-essential)"
 command -v make >/dev/null || pd_die "make missing (build-essential)"
+command -v promtool >/dev/null || pd_die "promtool missing (prometheus)"
+command -v prometheus-postgres-exporter >/dev/null ||
+	pd_die "prometheus-postgres-exporter missing"
 pd_log "dependencies OK: $("$PG_CONFIG" --version)"

@@ -36,6 +36,8 @@ RESET pooldiag.idle_timeout;
 SET pooldiag.log_checkouts = 'some';
 ALTER SYSTEM SET pooldiag.lifetime_jitter = 0.7;
 ALTER SYSTEM SET pooldiag.lifetime_jitter = -0.1;
+ALTER SYSTEM SET pooldiag.saturation_warning = 1.5;
+ALTER SYSTEM SET pooldiag.saturation_warning = -0.1;
 ALTER SYSTEM SET pooldiag.exempt_applications = 'ok-*, ';
 ALTER SYSTEM SET pooldiag.exempt_applications = '"unterminated';
 ALTER SYSTEM SET pooldiag.exempt_applications = E'"tab\there"';

@@ -34,6 +34,7 @@
 #if PG_VERSION_NUM < 170000
 #include "storage/backendid.h"
 #endif
+#include "postmaster/postmaster.h"
 #include "utils/backend_status.h"
 
 #if PG_VERSION_NUM < 150000
@@ -97,6 +98,20 @@ pgd_backend_state_name(BackendState state)
 #define pgd_guc_malloc(size)	guc_malloc(LOG, (size))
 #else
 #define pgd_guc_malloc(size)	malloc(size)
+#endif
+
+/*
+ * Connection slots that max_connections keeps from ordinary clients.  15
+ * has only superuser_reserved_connections, as ReservedBackends; 16 renamed
+ * it SuperuserReservedConnections and added reserved_connections
+ * (ReservedConnections), kept for roles with pg_use_reserved_connections.
+ * Checked against 15.20 (ReservedBackends) and 17.12 and 18.6 (both new
+ * names, postmaster/postmaster.h).
+ */
+#if PG_VERSION_NUM >= 160000
+#define PGD_RESERVED_CONNECTIONS()	(SuperuserReservedConnections + ReservedConnections)
+#else
+#define PGD_RESERVED_CONNECTIONS()	(ReservedBackends)
 #endif
 
 #endif							/* POOLDIAG_COMPAT_H */

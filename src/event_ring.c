@@ -92,6 +92,8 @@ pgd_event_name(uint8 type)
 			return "would_terminate";
 		case PGD_EV_LEAK_SUSPECT:
 			return "leak_suspect";
+		case PGD_EV_SATURATION:
+			return "saturation";
 	}
 	return "unknown";
 }

@@ -22,7 +22,8 @@ typedef enum PgdEventType
 	PGD_EV_REJECTED,
 	PGD_EV_TERMINATE,
 	PGD_EV_WOULD_TERMINATE,
-	PGD_EV_LEAK_SUSPECT
+	PGD_EV_LEAK_SUSPECT,
+	PGD_EV_SATURATION			/* capacity.c: use crossed saturation_warning */
 } PgdEventType;
 
 /* Reasons.  Names are in pgd_reason_name(). */
@@ -40,7 +41,7 @@ typedef enum PgdReason
 	PGD_R_DATABASE_CONNECTION_LIMIT,
 	PGD_R_AUTHENTICATION_FAILED,
 	PGD_R_DATABASE_DOES_NOT_EXIST,
-	PGD_R_CANNOT_CONNECT_NOW,
+	PGD_R_CANNOT_CONNECT_NOW,	/* last of the rejection reasons */
 	/* terminate, would_terminate */
 	PGD_R_IDLE_TIMEOUT,
 	PGD_R_MAX_LIFETIME,
@@ -49,6 +50,9 @@ typedef enum PgdReason
 	/* leak_suspect (a long checkout has none) */
 	PGD_R_IDLE_WHILE_POOL_BUSY
 } PgdReason;
+
+#define PGD_NUM_REJECTION_REASONS \
+	(PGD_R_CANNOT_CONNECT_NOW - PGD_R_TOO_MANY_CONNECTIONS + 1)
 
 /*
  * One event.  Fixed size, so that appending is a copy into a ring cell.
@@ -88,6 +92,10 @@ typedef struct PgdEvent
 #define PGD_D_LEAK_START				0
 #define PGD_D_LEAK_HOLD_US				1
 #define PGD_D_LEAK_THRESHOLD_MS			2
+#define PGD_D_SATURATION_IN_USE			0	/* highest use since the last scan */
+#define PGD_D_SATURATION_SLOTS			1
+#define PGD_D_SATURATION_MARK			2	/* sessions that reach the warning */
+#define PGD_D_SATURATION_CROSSINGS		3
 #define PGD_D_IDLE_LEAK_SINCE			0	/* reason idle_while_pool_busy */
 #define PGD_D_IDLE_LEAK_IDLE_US			1
 #define PGD_D_IDLE_LEAK_THRESHOLD_MS	2

@@ -280,6 +280,13 @@ pgd_event_detail_json(const PgdEvent *ev, StringInfo buf)
 			appendStringInfo(buf, ", \"leak_threshold_ms\": %lld",
 							 (long long) ev->detail[PGD_D_LEAK_THRESHOLD_MS]);
 			break;
+		case PGD_EV_SATURATION:
+			appendStringInfo(buf, "\"in_use\": %lld, \"slots\": %lld, \"threshold\": %lld, \"crossings\": %lld",
+							 (long long) ev->detail[PGD_D_SATURATION_IN_USE],
+							 (long long) ev->detail[PGD_D_SATURATION_SLOTS],
+							 (long long) ev->detail[PGD_D_SATURATION_MARK],
+							 (long long) ev->detail[PGD_D_SATURATION_CROSSINGS]);
+			break;
 		case PGD_EV_CONNECT:
 		case PGD_EV_CHECKOUT:
 			return false;
@@ -326,7 +333,9 @@ pgd_event_values(const PgdEvent *ev, int64 event_id,
 		values[3] = CStringGetTextDatum(reason);
 	else
 		nulls[3] = true;
+	/* Server-wide events (saturation) belong to no process. */
 	values[4] = Int32GetDatum(ev->pid);
+	nulls[4] = ev->pid == 0;
 	if (ev->backend_start != 0)
 		values[5] = TimestampTzGetDatum(ev->backend_start);
 	else

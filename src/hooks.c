@@ -86,6 +86,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "capacity.h"
 #include "compat.h"
 #include "declared.h"
 #include "event_ring.h"
@@ -406,6 +407,7 @@ pgd_emit_log(ErrorData *edata)
 			event.event_time = GetCurrentTimestamp();
 			event.detail[PGD_D_REJECTED_SQLSTATE] = edata->sqlerrcode;
 			pgd_ring_append(&event);
+			pgd_capacity_count_rejection(reason);
 			pgd_rejection_recorded = true;
 		}
 	}

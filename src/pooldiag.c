@@ -47,6 +47,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
+#include "capacity.h"
 #include "declared.h"
 #include "event_ring.h"
 #include "fold.h"
@@ -156,6 +157,7 @@ pgd_shmem_request(void)
 	size = add_size(size, pgd_worker_shmem_size());
 	size = add_size(size, pgd_policy_shmem_size());
 	size = add_size(size, pgd_fold_shmem_size());
+	size = add_size(size, pgd_capacity_shmem_size());
 	size = add_size(size, pgd_pools_shmem_size());
 	RequestAddinShmemSpace(size);
 	pgd_pools_request_locks();
@@ -173,6 +175,7 @@ pgd_shmem_startup(void)
 	pgd_worker_shmem_init();
 	pgd_policy_shmem_init();
 	pgd_fold_shmem_init();
+	pgd_capacity_shmem_init();
 	pgd_pools_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 
@@ -342,6 +345,13 @@ pgd_define_settings(void)
 							10, 0, 100000,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+	DefineCustomRealVariable("pooldiag.saturation_warning",
+							 "Fraction of the connection slots in use from which a saturation event is recorded; 0 disables.",
+							 NULL,
+							 &pgd_saturation_warning,
+							 0.9, 0.0, 1.0,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("pooldiag.dry_run",
 							 "Records would_terminate events instead of closing sessions.",
 							 NULL,

@@ -15,6 +15,7 @@
  *	 sanitize.c    making client-chosen strings valid text
  *	 policy.c      effective per-session policy, deadlines, exemptions
  *	 declared.c    settings clients declare their pools with (shown only)
+ *	 capacity.c    sessions in use against connection slots, peak, saturation
  *	 views.c       SQL-callable functions behind the views
  *
  *-------------------------------------------------------------------------

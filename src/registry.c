@@ -62,6 +62,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 
+#include "capacity.h"
 #include "compat.h"
 #include "pooldiag.h"
 #include "registry.h"
@@ -200,6 +201,7 @@ pgd_registry_attach(TimestampTz ready_at)
 	PGD_END_WRITE(slot);
 
 	pgd_my_slot = (PgdSlot *) slot;
+	pgd_capacity_connect(ready_at);
 }
 
 /* Free this backend's slot; called on the way out. */
@@ -221,6 +223,7 @@ pgd_registry_detach(void)
 	pg_atomic_write_u64(&pgd_my_slot->drain_serial, 0);
 	pg_atomic_write_u64(&pgd_my_slot->close_request.serial, 0);
 	pgd_my_slot = NULL;
+	pgd_capacity_disconnect();
 }
 
 /*

@@ -2,8 +2,9 @@
  *
  * views.c
  *		SQL-callable functions: the set-returning functions behind
- *		pooldiag.sessions, pooldiag.pools, pooldiag.health and
- *		pooldiag.recent_events(), and pooldiag.drain() and pooldiag.reset().
+ *		pooldiag.sessions, pooldiag.pools, pooldiag.health,
+ *		pooldiag.recent_events(), pooldiag.capacity and pooldiag.metrics(),
+ *		and pooldiag.drain() and pooldiag.reset().
  *
  * Privacy follows pg_stat_activity: every role sees that a session exists,
  * with its pid, database and role; the rest of the row (application_name,
@@ -42,7 +43,9 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
@@ -50,6 +53,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "capacity.h"
 #include "compat.h"
 #include "event_ring.h"
 #include "flush.h"
@@ -68,6 +72,9 @@ PG_FUNCTION_INFO_V1(pooldiag_recent_events);
 PG_FUNCTION_INFO_V1(pooldiag_drain);
 PG_FUNCTION_INFO_V1(pooldiag_pools);
 PG_FUNCTION_INFO_V1(pooldiag_reset);
+PG_FUNCTION_INFO_V1(pooldiag_capacity);
+PG_FUNCTION_INFO_V1(pooldiag_rejection_counts);
+PG_FUNCTION_INFO_V1(pooldiag_pool_hold_histogram);
 
 /*
  * pooldiag.get_sessions(): version 1.2 has PGD_SESSIONS_COLS columns;
@@ -874,7 +881,7 @@ pooldiag_pools(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* pooldiag.reset(): start the totals of pooldiag.pools over. */
+/* pooldiag.reset(): start the totals of pooldiag.pools and the capacity peak over. */
 Datum
 pooldiag_reset(PG_FUNCTION_ARGS)
 {
@@ -882,5 +889,211 @@ pooldiag_reset(PG_FUNCTION_ARGS)
 
 	pgd_require_loaded();
 	pgd_pools_reset();
+	pgd_capacity_reset_peak(now);
 	PG_RETURN_TIMESTAMPTZ(now);
+}
+
+/*
+ * pooldiag.get_capacity(): one row of server-wide connection numbers (see
+ * capacity.c), the part of view pooldiag.capacity that only shared memory
+ * knows.  No per-session detail: nothing private to hide.
+ */
+#define PGD_CAPACITY_COLS	10
+
+Datum
+pooldiag_capacity(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[PGD_CAPACITY_COLS];
+	bool		nulls[PGD_CAPACITY_COLS];
+	PgdCapacity cap;
+
+	pgd_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	pgd_check_result_columns(fcinfo, tupdesc, PGD_CAPACITY_COLS,
+							 PGD_CAPACITY_COLS);
+
+	pgd_capacity_read(&cap);
+	memset(nulls, false, sizeof(nulls));
+	values[0] = Int32GetDatum(cap.max_connections);
+	values[1] = Int32GetDatum(cap.reserved_connections);
+	values[2] = Int32GetDatum(cap.slots);
+	values[3] = Int32GetDatum(cap.in_use);
+	values[4] = Int32GetDatum(cap.peak_in_use);
+	pgd_set_timestamp(values, nulls, 5, cap.peak_at);
+	pgd_set_timestamp(values, nulls, 6, cap.peak_since);
+	values[7] = Float8GetDatum(pgd_saturation_warning);
+	values[8] = Int64GetDatum((int64) cap.saturation_events);
+	pgd_set_timestamp(values, nulls, 9, cap.last_saturation);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * pooldiag.get_rejection_counts(): refused connection attempts since the
+ * server started, one row per reason (zeros included, so that a monitoring
+ * system sees every series from the start).
+ */
+Datum
+pooldiag_rejection_counts(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	pgd_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, 2, 2);
+
+	for (int r = PGD_R_TOO_MANY_CONNECTIONS;
+		 r < PGD_R_TOO_MANY_CONNECTIONS + PGD_NUM_REJECTION_REASONS; r++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(pgd_reason_name((uint8) r));
+		values[1] = Int64GetDatum((int64) pgd_capacity_rejections((uint8) r));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * pooldiag.get_pool_hold_histogram(): each pool's hold times as a
+ * Prometheus histogram, for pooldiag.metrics() and the exporter's queries
+ * file.  The pools' log-scale buckets (pools.h) are summed into a few
+ * cumulative ones whose bounds are bucket edges, so every count is exact:
+ * the bound for each target below is the largest whole number of
+ * microseconds in the log bucket that holds the target, so it lies up to
+ * 10% above it (1 ms becomes 1051 us, shown as le 0.001051).  Only pools whose detail the caller may
+ * see (pooldiag.pools' rule) are returned.
+ */
+static const double pgd_prom_hold_targets_s[] = {
+	0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+	1, 2.5, 5, 10, 30, 60, 300, 1800
+};
+#define PGD_PROM_HOLD_BOUNDS lengthof(pgd_prom_hold_targets_s)
+#define PGD_POOL_HOLD_COLS	10
+
+/*
+ * The bound for a target: the end of the bucket that holds it, as the
+ * largest whole microsecond inside; *last is that bucket's number.
+ */
+static int64
+pgd_prom_hold_bound_us(double target_s, int *last)
+{
+	int			bucket = pgd_hold_bucket((int64) (target_s * 1e6 + 0.5));
+	int64		le = (int64) ceil(pow(PGD_HOLD_RATIO, bucket)) - 1;
+
+	/* pow() and the table may round differently: settle on the table's. */
+	while (pgd_hold_bucket(le + 1) <= bucket)
+		le++;
+	while (le > 0 && pgd_hold_bucket(le) > bucket)
+		le--;
+	*last = bucket;
+	return le;
+}
+
+Datum
+pooldiag_pool_hold_histogram(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PgdPoolCopy *copies;
+	int		   *rowmap;
+	int			ncopies;
+	uint32		epoch;
+	PgdSessionSnapshot snap;
+	PgdHoldStats hold;
+	bool		see_all;
+	Datum		bounds[PGD_PROM_HOLD_BOUNDS];
+	int			last_bucket[PGD_PROM_HOLD_BOUNDS];
+	ArrayType  *le_array;
+
+	pgd_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	pgd_check_result_columns(fcinfo, rsinfo->setDesc, PGD_POOL_HOLD_COLS,
+							 PGD_POOL_HOLD_COLS);
+
+	for (int b = 0; b < PGD_PROM_HOLD_BOUNDS; b++)
+		bounds[b] = Float8GetDatum((double)
+								   pgd_prom_hold_bound_us(pgd_prom_hold_targets_s[b],
+														  &last_bucket[b]) / 1e6);
+	le_array = construct_array(bounds, PGD_PROM_HOLD_BOUNDS, FLOAT8OID,
+							   sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+
+	/* The pools' totals plus the live sessions' counts, as pooldiag.pools. */
+	ncopies = pgd_pools_copy(&copies, &epoch);
+	rowmap = palloc(sizeof(int) * (pgd_pools_capacity() + 1));
+	for (int i = 0; i <= pgd_pools_capacity(); i++)
+		rowmap[i] = -1;
+	for (int r = 0; r < ncopies; r++)
+		rowmap[copies[r].index] = r;
+	for (int i = 0; i < pgd_registry_size(); i++)
+	{
+		int			index;
+
+		if (!pgd_registry_read_slot(i, &snap))
+			continue;
+		index = snap.slot.pool_index;
+		if (index < 0 || index > pgd_pools_capacity() || rowmap[index] < 0 ||
+			copies[rowmap[index]].generation != snap.slot.pool_generation)
+			continue;
+		if (pgd_registry_read_hold(i, snap.slot.serial, &hold) &&
+			hold.epoch == epoch)
+			pgd_add_hold(&copies[rowmap[index]].totals, &hold);
+	}
+
+	see_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	for (int r = 0; r < ncopies; r++)
+	{
+		const PgdPoolCopy *copy = &copies[r];
+		const PgdPoolKey *key = &copy->key;
+		Datum		values[PGD_POOL_HOLD_COLS];
+		bool		nulls[PGD_POOL_HOLD_COLS];
+		Datum		counts[PGD_PROM_HOLD_BOUNDS];
+		uint64		cumulative = 0;
+		int			next = 0;
+
+		if (copy->other ? !see_all :
+			!(see_all || pgd_can_see_role(key->roleid)))
+			continue;
+
+		memset(nulls, true, sizeof(nulls));
+		values[0] = CStringGetTextDatum(copy->other ? "other" :
+										key->declared ? "declared" : "implicit");
+		nulls[0] = false;
+		if (!copy->other)
+		{
+			pgd_set_name(values, nulls, 2, get_database_name(key->databaseid));
+			pgd_set_name(values, nulls, 3, GetUserNameFromId(key->roleid, true));
+			values[key->declared ? 1 : 4] = CStringGetTextDatum(key->name);
+			nulls[key->declared ? 1 : 4] = false;
+			if (!key->declared &&
+				(key->client_family == AF_INET || key->client_family == AF_INET6))
+			{
+				char		text[INET6_ADDRSTRLEN];
+
+				if (inet_ntop(key->client_family, key->client_addr, text, sizeof(text)))
+				{
+					values[5] = DirectFunctionCall1(inet_in, CStringGetDatum(text));
+					nulls[5] = false;
+				}
+			}
+		}
+
+		for (int i = 0; i < PGD_HOLD_BUCKETS && next < PGD_PROM_HOLD_BOUNDS; i++)
+		{
+			cumulative += copy->totals.hold_buckets[i];
+			while (next < PGD_PROM_HOLD_BOUNDS && last_bucket[next] == i)
+				counts[next++] = Int64GetDatum((int64) cumulative);
+		}
+		values[6] = PointerGetDatum(le_array);
+		values[7] = PointerGetDatum(construct_array(counts, PGD_PROM_HOLD_BOUNDS,
+													INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[8] = Float8GetDatum((double) copy->totals.hold_sum_us / 1e6);
+		values[9] = Int64GetDatum(copy->totals.checkouts);
+		memset(nulls + 6, false, sizeof(bool) * 4);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

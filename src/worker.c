@@ -103,6 +103,7 @@
 #include "utils/snapmgr.h"
 #include "port/pg_bitutils.h"
 
+#include "capacity.h"
 #include "compat.h"
 #include "event_ring.h"
 #include "hooks.h"
@@ -1005,6 +1006,7 @@ pgd_enforcer_main(Datum main_arg)
 		pgd_enforcer_process_interrupts();
 
 		next_wake = pgd_enforce();
+		pgd_capacity_check_saturation(GetCurrentTimestamp());
 		pgd_answer_database_check();
 
 		now = GetCurrentTimestamp();

@@ -125,6 +125,24 @@ wait_flushed($node);
 is(event_count($node, "reason = 'idle_while_pool_busy'"), '3',
 	'no further idle leak once the pool is no longer stuck');
 
+# The settings to change, from pooldiag.recommend(): peak_busy 12 over the
+# 2 instances is 6 each, so pool_size ceil(6 x 1.2) = 8 and bursts to 12,
+# max_overflow 4: 2 x (8 + 4) = 24 fits in the 37 slots (max_connections
+# 40 less 3 reserved).  Nothing closes sessions on this server, so nothing
+# to recycle below and no need to pre-ping.
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT string_agg(setting || ' ' || coalesce(current, 'NULL') || ' -> '
+		                    || coalesce(recommended, 'NULL'), ', ' ORDER BY setting)
+		  FROM pooldiag.recommend() WHERE pool = 'web' AND usename = 'web'
+		   AND setting IN ('pool_size', 'max_overflow', 'pool_recycle', 'pre_ping')}),
+	'max_overflow 10 -> 4, pool_recycle NULL -> NULL, pool_size 5 -> 8, pre_ping NULL -> false',
+	'recommend(): pool_size 8 and max_overflow 4 from peak_busy 12 over 2 instances');
+like( $node->safe_psql('postgres',
+		q{SELECT reason FROM pooldiag.recommend() WHERE pool = 'web' AND setting = 'max_overflow'}),
+	qr/^bursts up to 2 x 6 = 12 per instance, less pool_size 8 = 4; 2 x \(8 \+ 4\) = 24 fits in 37 slots$/,
+	'the reason gives the numbers: 2 x (8 + 4) = 24 fits in 37 slots');
+
 close_session($_->[1]) for @sessions;
 $node->stop;
 done_testing();
