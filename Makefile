@@ -19,7 +19,7 @@ OBJS = \
 
 EXTENSION = pooldiag
 DATA = pooldiag--1.0.sql pooldiag--1.1.sql pooldiag--1.0--1.1.sql \
-	pooldiag--1.1--1.2.sql
+	pooldiag--1.1--1.2.sql pooldiag--1.2--1.3.sql
 PGFILEDESC = "pooldiag - connection hygiene for pooled applications"
 
 # pg_regress runs against a private cluster that preloads pooldiag.

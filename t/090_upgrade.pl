@@ -4,7 +4,8 @@
 # objects must work, and the result must be the same extension, object for
 # object, as a fresh install of the newest version.  Keep this test for every
 # later version: install the oldest version and update step by step.  Part 5
-# installs 1.1 and updates it to 1.2 while the writer keeps writing.
+# installs 1.1 and updates it to 1.2 while the writer keeps writing, and then
+# to 1.3, whose new objects (pools, capacity, metrics, recommend) must work.
 use strict;
 use warnings;
 
@@ -350,9 +351,35 @@ is( $node11->safe_psql(
 		'postgres',
 		q{SELECT client_port FROM pooldiag.sessions WHERE pid = pg_backend_pid()}),
 	'-1', 'the updated sessions view has client_port');
+
+# At 1.2, with this 1.3 library: the 1.2 objects answer and the writer
+# writes; 1.3's objects are not there yet.
+is( $node11->safe_psql(
+		'postgres',
+		q{SELECT (SELECT extversion FROM pg_extension WHERE extname = 'pooldiag') || ' '
+		         || (SELECT writer_state FROM pooldiag.health) || ' '
+		         || (to_regclass('pooldiag.pools') IS NULL)}),
+	'1.2 running true',
+	'at 1.2 the writer runs and pooldiag.pools does not exist yet');
+my $max12 = $node11->safe_psql('postgres', 'SELECT max(event_id) FROM pooldiag.events');
+my $rows12_sql = qq{SELECT count(*) || ' ' || md5(string_agg(row($old_cols, client_port)::text, '|' ORDER BY event_id)) FROM pooldiag.events WHERE event_id <= $max12};
+my $rows12_before = $node11->safe_psql('postgres', $rows12_sql);
+
+$node11->safe_psql('postgres', q{ALTER EXTENSION pooldiag UPDATE});
+is($node11->safe_psql('postgres', $rows12_sql), $rows12_before,
+	'every row written under 1.1 and 1.2 survived the update to 1.3, unchanged');
+is( $node11->safe_psql(
+		'postgres',
+		q{SELECT (SELECT extversion FROM pg_extension WHERE extname = 'pooldiag') || ' '
+		         || (SELECT count(*) FROM pooldiag.pools WHERE sessions > 0 AND usename = current_user) || ' '
+		         || (SELECT in_use >= 1 FROM pooldiag.capacity) || ' '
+		         || (pooldiag.metrics() LIKE '%pooldiag_pool_sessions%') || ' '
+		         || (SELECT count(*) >= 0 FROM pooldiag.recommend())}),
+	'1.3 1 true true true',
+	"1.3's pools, capacity, metrics() and recommend() answer after the update");
 same_surface($node11->safe_psql('postgres', $surface_sql),
 	$node11->safe_psql('fresh', $surface_sql),
-	'1.1 updated to 1.2 equals a fresh install');
+	'1.1 updated to 1.2 and then 1.3 equals a fresh install');
 $node11->stop;
 
 done_testing();

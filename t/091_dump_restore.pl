@@ -78,7 +78,7 @@ sub check_restored
 			  || ' ' || (SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'public.orders'::regclass)
 			  || ' ' || (SELECT count(*) FROM pooldiag.events)
 			  || ' ' || (SELECT count(*) > 0 FROM pooldiag.sessions)}),
-		'1.2=1.2 100 dbowner 0 true',
+		'1.3=1.3 100 dbowner 0 true',
 		"$how: the extension works and the application's data is back");
 }
 
