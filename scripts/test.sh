@@ -14,6 +14,8 @@
 #                   and installed in a clean Debian 12 chroot by the README's
 #                   recipes, and a 15/main cluster there that the demo and
 #                   the test command must leave running and unchanged
+#   pg17 package,   the same package build for 17 (Debian 13) and 18 (sid),
+#   pg18 package    and the README's install recipes for that version
 #
 # and ends with one "pgNN: N passed, N failed" line per configuration and a
 # last, overall "N passed, N failed" line; it exits 0 only if all passed.
@@ -54,7 +56,7 @@
 #   --tap [FILE...]    run only the TAP tests; with files (t/020_events.pl),
 #                      only those (PROVE_TESTS).  Repeatable.
 #   --keep             keep the build directory even when everything passed
-#   --no-package       leave pg15 package out of the matrix
+#   --no-package       leave the package runs out of the matrix
 #   -h, --help         this text
 #
 #   scripts/test.sh --pg 15 --skip-deps      the quick run while developing
@@ -152,7 +154,7 @@ run_matrix() {
 		# The package test builds and installs; it has no single TAP file
 		# to run.
 		if [ "$package" -eq 1 ] && [ "${#tap_files[@]}" -eq 0 ]; then
-			configs+=(15:package)
+			configs+=(15:package 17:package 18:package)
 		fi
 	elif [ "${#pg_versions[@]}" -eq 0 ]; then
 		configs=(15:sanitize)
@@ -168,7 +170,7 @@ run_matrix() {
 	local native_versions=() need_chroot=0
 	for c in "${configs[@]}"; do
 		v="${c%%:*}"
-		if [ "$c" = 15:package ]; then
+		if [ "${c#*:}" = package ]; then
 			need_chroot=1
 		elif [ "$v" = "$host_major" ]; then
 			[[ " ${native_versions[*]} " == *" $v "* ]] || native_versions+=("$v")
@@ -192,13 +194,17 @@ run_matrix() {
 		v="${c%%:*}"
 		label="pg$v"
 		cmd=()
-		if [ "$c" = 15:package ]; then
+		if [ "${c#*:}" = package ]; then
 			label="$label package"
-			# Its leave-alone step runs the test command with pg_regress only:
-			# the TAP suite already ran on the host (pg15), and its real-pool
-			# tests need the npm registry and packages that the step's
-			# network namespace cannot download.
-			cmd=(bash "$PD_ROOT/scripts/test-package.sh" --pg 15 --skip-deps --regress-only)
+			# 15's leave-alone step runs the test command with pg_regress
+			# only: the TAP suite already ran on the host (pg15), and its
+			# real-pool tests need the npm registry and packages that the
+			# step's network namespace cannot download.  17 and 18 have no
+			# leave-alone step (the README's commands are for Debian 12):
+			# their runs build the package and follow the README's install
+			# recipes for that version.
+			cmd=(bash "$PD_ROOT/scripts/test-package.sh" --pg "$v" --skip-deps)
+			[ "$v" != 15 ] || cmd+=(--regress-only)
 			[ "$keep" -eq 0 ] || cmd+=(--keep)
 		else
 			if [ "$v" = "$host_major" ]; then
