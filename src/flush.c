@@ -78,6 +78,7 @@
 #include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -100,6 +101,7 @@
 #include "event_ring.h"
 #include "flush.h"
 #include "fold.h"
+#include "pools.h"
 #include "pooldiag.h"
 #include "sanitize.h"
 #include "worker.h"
@@ -173,6 +175,9 @@ typedef enum PgdTableCheck
 static SPIPlanPtr insert_plan = NULL;
 static bool insert_plan_has_port = false;	/* which of the two it is */
 static PgdEvent *batch = NULL;
+/* Per event of the batch: a rejected attempt's database and role OIDs. */
+static Oid *rejected_db = NULL;
+static Oid *rejected_role = NULL;
 
 static TimestampTz last_retention = 0;
 
@@ -191,8 +196,14 @@ pgd_flush_reset(void)
 	insert_plan = NULL;
 	last_retention = 0;
 	if (batch == NULL)
+	{
 		batch = MemoryContextAlloc(TopMemoryContext,
 								   sizeof(PgdEvent) * PGD_FLUSH_BATCH);
+		rejected_db = MemoryContextAlloc(TopMemoryContext,
+										 sizeof(Oid) * PGD_FLUSH_BATCH);
+		rejected_role = MemoryContextAlloc(TopMemoryContext,
+										   sizeof(Oid) * PGD_FLUSH_BATCH);
+	}
 }
 
 static void
@@ -851,6 +862,74 @@ pgd_write_batch(const PgdEvent *events, int n)
 }
 
 /*
+ * Rejected attempts count in their pool (pooldiag.pools.rejected), each
+ * attempt once, whether fold.c writes it as a row or only counts it in a
+ * folded one: so per event of the batch, when the batch leaves the ring.
+ * The pool is keyed by OIDs, which the refused process could not look up
+ * (it records the event while reporting its FATAL error); the writer looks
+ * up the names in a short transaction of its own, only for batches that
+ * hold rejected attempts.  A name that names nothing (or was escaped as
+ * invalid text) leaves InvalidOid, and the attempt counts in no pool.
+ */
+typedef struct PgdRejectedLookup
+{
+	const PgdEvent *events;
+	int			n;
+} PgdRejectedLookup;
+
+static void
+pgd_lookup_rejected_body(void *arg)
+{
+	PgdRejectedLookup *l = arg;
+
+	for (int i = 0; i < l->n; i++)
+	{
+		const PgdEvent *ev = &l->events[i];
+
+		if (ev->type != PGD_EV_REJECTED ||
+			NameStr(ev->datname)[0] == '\0' || NameStr(ev->usename)[0] == '\0')
+			continue;
+		rejected_db[i] = get_database_oid(NameStr(ev->datname), true);
+		rejected_role[i] = get_role_oid(NameStr(ev->usename), true);
+	}
+}
+
+static void
+pgd_lookup_rejected(const PgdEvent *events, int n)
+{
+	PgdRejectedLookup l = {events, n};
+	bool		any = false;
+	char	   *message = NULL;
+	int			sqlerrcode = 0;
+
+	memset(rejected_db, 0, sizeof(Oid) * n);
+	memset(rejected_role, 0, sizeof(Oid) * n);
+	for (int i = 0; i < n && !any; i++)
+		any = events[i].type == PGD_EV_REJECTED;
+	if (!any)
+		return;
+	if (!pgd_spi_transaction(pgd_lookup_rejected_body, &l, &message, &sqlerrcode))
+	{
+		/* Counted in pooldiag.capacity and written to events all the same. */
+		ereport(LOG,
+				(errmsg("pooldiag could not attribute rejected connection attempts to their pools: %s",
+						message)));
+		pfree(message);
+		memset(rejected_db, 0, sizeof(Oid) * n);
+	}
+}
+
+/* The batch leaves the ring: count its rejected attempts in their pools. */
+static void
+pgd_count_rejected(const PgdEvent *events, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (events[i].type == PGD_EV_REJECTED &&
+			OidIsValid(rejected_db[i]) && OidIsValid(rejected_role[i]))
+			pgd_pool_count_rejected(rejected_db[i], rejected_role[i], &events[i], 1);
+}
+
+/*
  * Write what is queued now, batch by batch: at most as many events as were
  * queued when called, so that producers cannot keep one call going forever.
  * Returns the result of the last batch and the number of events written.
@@ -879,6 +958,7 @@ pgd_flush_events(uint64 *nwritten)
 		 * nothing) lets fold.c end windows that are over.
 		 */
 		n = want > 0 ? pgd_ring_peek(batch, want) : 0;
+		pgd_lookup_rejected(batch, n);
 		nrows = pgd_fold_batch(batch, n, n < want || (uint64) n >= remaining,
 							   &rows);
 		if (nrows > 0)
@@ -892,6 +972,7 @@ pgd_flush_events(uint64 *nwritten)
 		pgd_fold_publish();
 		if (n == 0)
 			break;
+		pgd_count_rejected(batch, n);
 		pgd_ring_release(n);
 		*nwritten += n;
 		remaining -= n;

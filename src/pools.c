@@ -482,6 +482,49 @@ pgd_pool_count_leak(int index, uint32 generation, bool idle)
 }
 
 /*
+ * Count rejected connection attempts in the implicit pool of the database,
+ * role, application_name and client address that they asked for, if that
+ * pool has an entry now; called by the writer once their event row is
+ * committed (flush.c), with 'attempts' the number the row stands for.  A
+ * refused process has not applied its startup options, so its declared
+ * pool (pooldiag.client_pool) is unknown: attempts of clients that declare
+ * a pool count only in pooldiag.capacity and in pooldiag.events.  No entry
+ * is made for a pool that has no sessions and no entry: a flood of
+ * attempts with made-up application names must not fill the table.
+ */
+void
+pgd_pool_count_rejected(Oid databaseid, Oid roleid, const PgdEvent *event,
+						int64 attempts)
+{
+	PgdPoolKey	key;
+	uint32		hash;
+
+	if (pgd_pools == NULL || attempts <= 0)
+		return;
+	memset(&key, 0, sizeof(PgdPoolKey));
+	key.databaseid = databaseid;
+	key.roleid = roleid;
+	strlcpy(key.name, event->application_name, NAMEDATALEN);
+	key.client_family = event->client_family;
+	memcpy(key.client_addr, event->client_addr, sizeof(key.client_addr));
+	hash = hash_bytes((const unsigned char *) &key, sizeof(PgdPoolKey));
+
+	LWLockAcquire(pgd_pools->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < PGD_OTHER; i++)
+	{
+		PgdPoolEntry *e = pgd_pool_entry(i);
+
+		if (e->in_use && e->hash == hash &&
+			memcmp(&e->key, &key, sizeof(PgdPoolKey)) == 0)
+		{
+			e->totals.rejected += attempts;
+			break;
+		}
+	}
+	LWLockRelease(pgd_pools->lock);
+}
+
+/*
  * Copy every entry in use (the other row last) for a reader.  Returns the
  * number of copies, palloc'd in the current context.
  */

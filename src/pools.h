@@ -143,6 +143,8 @@ pgd_pool_busy_end(void)
 
 /* The enforcer. */
 extern void pgd_pool_count_leak(int index, uint32 generation, bool idle);
+extern void pgd_pool_count_rejected(Oid databaseid, Oid roleid,
+									const PgdEvent *event, int64 attempts);
 
 /* Readers. */
 typedef struct PgdPoolCopy
