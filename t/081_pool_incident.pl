@@ -7,7 +7,12 @@
 # Instance web-2:4712 has one idle connection.  pooldiag.pools must give
 # the exact counts, and the three idle leaks, and neither the blocked
 # victims nor the other instance's idle connection, must be reported as
-# leak_suspect with reason idle_while_pool_busy.
+# leak_suspect with reason idle_while_pool_busy.  pooldiag.sessions tells
+# the blocker from its victims (blocked_by), and pooldiag.recommend() gives
+# the settings to change and says that the two instances, 2 x (5 + 10) = 30,
+# oversubscribe the server's 22 slots (max_connections 25).  These are the
+# questions of issue 8's "Done when", answered from pools, sessions and
+# recommend() alone.
 use strict;
 use warnings;
 
@@ -20,7 +25,7 @@ use Test::More;
 my $node = pooldiag_node(
 	'incident', conf => q{
 listen_addresses = '127.0.0.1'
-max_connections = 40
+max_connections = 25
 });
 $node->safe_psql(
 	'postgres', q{
@@ -65,6 +70,29 @@ $blocked{$_} = send_query($s{$_}, 'UPDATE accounts SET n = n + 1 WHERE id = 1')
 
 is(wait_for_value($node, "SELECT waiting_on_lock FROM pooldiag.pools WHERE $pool", '11'),
 	'11', 'eleven sessions wait on the lock');
+# Blocker or victim, from pooldiag.sessions alone: the eleven waiting
+# sessions are exactly the victims; the holder waits for nothing and is
+# idle in its transaction; it blocks one victim directly (the first in the
+# row lock's queue), which blocks the rest, so that every victim's chain of
+# blocked_by ends at the holder.
+my $victim_set = join(',', sort { $a <=> $b } map { $pid{"victim$_"} } 1 .. 11);
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pooldiag.sessions
+		  WHERE usename = 'web' AND cardinality(blocked_by) > 0 AND wait_event_type = 'Lock'}),
+	$victim_set, 'the sessions blocked by another are exactly the eleven victims');
+is( $node->safe_psql('postgres',
+		q{SELECT string_agg(s.pid::text || ' ' || s.state, ',') FROM pooldiag.sessions s
+		  WHERE cardinality(s.blocked_by) = 0
+		    AND EXISTS (SELECT 1 FROM pooldiag.sessions v WHERE s.pid = ANY (v.blocked_by))}),
+	"$pid{holder} idle in transaction",
+	'the one session that blocks others and waits for nothing is the holder, idle in its transaction');
+is( $node->safe_psql('postgres',
+		qq{WITH RECURSIVE chain(pid, root) AS (
+		     SELECT pid, pid FROM pooldiag.sessions WHERE usename = 'web' AND cardinality(blocked_by) > 0
+		     UNION
+		     SELECT b, c.root FROM chain c JOIN pooldiag.sessions s ON s.pid = c.pid, unnest(s.blocked_by) b)
+		   SELECT count(DISTINCT root) FROM chain WHERE pid = $pid{holder}}),
+	'11', "every victim's chain of blocked_by leads to the holder");
 is( $node->safe_psql(
 		'postgres',
 		"SELECT sessions, busy, idle, idle_in_transaction, waiting_on_lock, peak_busy, longest_idle >= longest_checkout FROM pooldiag.pools WHERE $pool"
@@ -127,21 +155,28 @@ is(event_count($node, "reason = 'idle_while_pool_busy'"), '3',
 
 # The settings to change, from pooldiag.recommend(): peak_busy 12 over the
 # 2 instances is 6 each, so pool_size ceil(6 x 1.2) = 8 and bursts to 12,
-# max_overflow 4: 2 x (8 + 4) = 24 fits in the 37 slots (max_connections
-# 40 less 3 reserved).  Nothing closes sessions on this server, so nothing
-# to recycle below and no need to pre-ping.
+# max_overflow 4; but 2 x 12 = 24 is more than the 22 slots
+# (max_connections 25 less 3 reserved), so max_overflow is cut to
+# 22 / 2 - 8 = 3.  Nothing closes sessions on this server, so nothing to
+# recycle below and no need to pre-ping.
 is( $node->safe_psql(
 		'postgres',
 		q{SELECT string_agg(setting || ' ' || coalesce(current, 'NULL') || ' -> '
 		                    || coalesce(recommended, 'NULL'), ', ' ORDER BY setting)
 		  FROM pooldiag.recommend() WHERE pool = 'web' AND usename = 'web'
 		   AND setting IN ('pool_size', 'max_overflow', 'pool_recycle', 'pre_ping')}),
-	'max_overflow 10 -> 4, pool_recycle NULL -> NULL, pool_size 5 -> 8, pre_ping NULL -> false',
-	'recommend(): pool_size 8 and max_overflow 4 from peak_busy 12 over 2 instances');
+	'max_overflow 10 -> 3, pool_recycle NULL -> NULL, pool_size 5 -> 8, pre_ping NULL -> false',
+	'recommend(): pool_size 8 from peak_busy 12 over 2 instances, max_overflow 3 to fit the slots');
 like( $node->safe_psql('postgres',
 		q{SELECT reason FROM pooldiag.recommend() WHERE pool = 'web' AND setting = 'max_overflow'}),
-	qr/^bursts up to 2 x 6 = 12 per instance, less pool_size 8 = 4; 2 x \(8 \+ 4\) = 24 fits in 37 slots$/,
-	'the reason gives the numbers: 2 x (8 + 4) = 24 fits in 37 slots');
+	qr/^bursts up to 2 x 6 = 12 per instance, less pool_size 8 = 4; 2 x 12 = 24 > 22 slots: cut to 2 x \(8 \+ 3\) = 22; /,
+	'the reason gives the numbers: 2 x 12 = 24 > 22 slots, cut to 2 x (8 + 3) = 22');
+# The oversubscription: the two instances may open 2 x (5 + 10) = 30
+# connections, more than the 22 slots.
+is( $node->safe_psql('postgres',
+		q{SELECT current || ' -> ' || recommended || ': ' || reason FROM pooldiag.recommend() WHERE pool = '(server)'}),
+	q{25 -> 33: declared pools may open 30 connections (web 2 x 15) > 22 slots (max_connections 25 - 3 reserved): lower pool_size + max_overflow per instance (see the pools' rows), or raise max_connections to 33, or put PgBouncer in front of the server},
+	'recommend() says the declared pools oversubscribe the server: 30 > 22 slots');
 
 close_session($_->[1]) for @sessions;
 $node->stop;
