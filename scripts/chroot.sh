@@ -118,12 +118,21 @@ ns_mount_trust() {
 }
 
 # shellcheck disable=SC2317 # run by the EXIT trap
+ns_sentinel_pidfile=""
 ns_cleanup() {
-	local rc=$? m
+	local rc=$? m pid
 	set +e
 	if [ -n "$child" ]; then
 		kill -TERM "$child" 2>/dev/null
 		wait "$child" 2>/dev/null
+	fi
+	# The sentinel's postmaster, if the run ended before dropping it: it is
+	# a daemon outside our process tree, and would go on holding its port.
+	if [ -n "$ns_sentinel_pidfile" ] && [ -f "$ns_sentinel_pidfile" ]; then
+		pid="$(head -n 1 "$ns_sentinel_pidfile")"
+		if [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null; then
+			for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		fi
 	fi
 	# Innermost first.  The namespace drops them anyway when it ends; this
 	# only makes a normal exit tidy.
@@ -226,11 +235,19 @@ ns_test() {
 	shift
 	local conf="/etc/postgresql/$PD_PG_MAJOR/sentinel"
 	local data="/var/lib/postgresql/$PD_PG_MAJOR/sentinel"
-	# No TCP (the host's own cluster may hold 5432); its socket is in the
-	# chroot's /var/run/postgresql.
-	in_chroot "$root" pg_createcluster "$PD_PG_MAJOR" sentinel -p 5439 \
-		-o "listen_addresses=" --start >/dev/null ||
-		pd_die "could not create and start the sentinel cluster $PD_PG_MAJOR/sentinel"
+	# No TCP: the network is the host's, where other clusters (Debian's
+	# 5432, another run's sentinel) may listen.  pg_createcluster's
+	# -o listen_addresses= leaves the default, localhost, so the setting goes
+	# into the cluster's conf.d, which Debian's postgresql.conf includes;
+	# the socket is in the chroot's own /var/run/postgresql.
+	in_chroot "$root" pg_createcluster "$PD_PG_MAJOR" sentinel -p 5439 >/dev/null ||
+		pd_die "could not create the sentinel cluster $PD_PG_MAJOR/sentinel"
+	mkdir -p "$root$conf/conf.d"
+	echo "listen_addresses = ''" >"$root$conf/conf.d/pooldiag-sentinel.conf"
+	in_chroot "$root" pg_ctlcluster "$PD_PG_MAJOR" sentinel start >/dev/null ||
+		pd_die "could not start the sentinel cluster $PD_PG_MAJOR/sentinel"
+	# A killed run must not leave it running: ns_cleanup stops it.
+	ns_sentinel_pidfile="$root$data/postmaster.pid"
 	local pid_before sums_before
 	pid_before="$(head -n 1 "$root$data/postmaster.pid")"
 	sums_before="$(cd "$root" && sha256sum ".$conf"/*.conf ".$data/postgresql.auto.conf")"
@@ -249,6 +266,7 @@ ns_test() {
 	sums_after="$(cd "$root" && sha256sum ".$conf"/*.conf ".$data/postgresql.auto.conf")"
 	[ "$sums_after" = "$sums_before" ] || problems+=("its configuration files changed")
 	in_chroot "$root" pg_dropcluster --stop "$PD_PG_MAJOR" sentinel >/dev/null 2>&1 || true
+	ns_sentinel_pidfile=""
 
 	line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1 || true)"
 	if [ -n "$line" ]; then
