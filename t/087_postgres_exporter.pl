@@ -69,7 +69,9 @@ END { stop_exporter(); }
 }
 
 # Scrape until the pooldiag series are there (the exporter needs a moment
-# to listen), for at most 30 s.
+# to listen) and connections in use are the two sessions and the exporter's
+# one (a backend of this test's last psql may still be exiting when the
+# first scrape comes), for at most 30 s.
 my $http = HTTP::Tiny->new(timeout => 10);
 my $body = '';
 my $deadline = time() + 30;
@@ -79,7 +81,7 @@ while (time() < $deadline)
 	if ($res->{success} && $res->{content} =~ /^pooldiag_capacity_slots/m)
 	{
 		$body = $res->{content};
-		last;
+		last if $body =~ /^pooldiag_capacity_in_use(?:\{[^}]*\})? 3$/m;
 	}
 	usleep(200_000);
 }
