@@ -190,6 +190,7 @@ run_matrix() {
 	local labels=() results=() rc_all=0 total_ok=0 total_bad=0
 	local log cmd rc line ok bad start
 	log="$(mktemp /tmp/pooldiag-matrix.XXXXXX)"
+	matrix_log="$log" # for matrix_signal(), which removes it
 	for c in "${configs[@]}"; do
 		v="${c%%:*}"
 		label="pg$v"
@@ -261,7 +262,7 @@ run_matrix() {
 }
 
 if [ "$single" -eq 0 ]; then
-	matrix_pid="" matrix_tail=""
+	matrix_pid="" matrix_tail="" matrix_log=""
 	# On a signal, stop the configuration that is running; its own traps
 	# stop its servers and print its summary.
 	# shellcheck disable=SC2317 # run by the INT/TERM traps
@@ -272,6 +273,7 @@ if [ "$single" -eq 0 ]; then
 			wait "$matrix_pid" 2>/dev/null || true
 		fi
 		[ -z "$matrix_tail" ] || kill "$matrix_tail" 2>/dev/null || true
+		[ -z "$matrix_log" ] || rm -f "$matrix_log"
 		echo
 		echo "interrupted"
 		echo "0 passed, 1 failed"
