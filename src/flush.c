@@ -86,6 +86,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/datetime.h"
 #include "utils/builtins.h"
@@ -528,6 +529,22 @@ pgd_check_events_table(char **problem, bool *has_port)
 		!pgd_extension_owner_version(extoid, &extowner, &extversion))
 		return PGD_TABLE_NO_EXTENSION;
 
+	/*
+	 * Lock in the order DROP EXTENSION does: the identity sequence first
+	 * (which the INSERT's nextval() locks), then the table.  Taken the other
+	 * way round, a DROP EXTENSION that holds the sequence and waits for the
+	 * table deadlocks with this write, and the deadlock detector may cancel
+	 * the DROP.
+	 */
+	relid = RangeVarGetRelidExtended(makeRangeVar("pooldiag", "events", -1),
+									 NoLock, RVR_MISSING_OK, NULL, NULL);
+	if (OidIsValid(relid))
+	{
+		ListCell   *lc;
+
+		foreach(lc, getOwnedSequences(relid))
+			LockRelationOid(lfirst_oid(lc), RowExclusiveLock);
+	}
 	relid = RangeVarGetRelidExtended(makeRangeVar("pooldiag", "events", -1),
 									 RowExclusiveLock, RVR_MISSING_OK,
 									 NULL, NULL);
