@@ -124,8 +124,7 @@ _PG_init(void)
 	shmem_startup_hook = pgd_shmem_startup;
 
 	pgd_install_hooks();
-	pgd_register_worker();
-	pgd_register_writer();
+	pgd_register_workers();
 
 	pgd_loaded = true;
 }

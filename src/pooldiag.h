@@ -62,12 +62,9 @@ extern void pgd_require_loaded(void);
 extern void pgd_install_hooks(void);
 
 /* worker.c */
-extern void pgd_register_worker(void);
+extern void pgd_register_workers(void);
 extern Size pgd_worker_shmem_size(void);
 extern void pgd_worker_shmem_init(void);
-
-/* writer.c */
-extern void pgd_register_writer(void);
 
 /* policy.c */
 extern Size pgd_policy_shmem_size(void);

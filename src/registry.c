@@ -103,6 +103,31 @@ PgdSlot    *pgd_my_slot = NULL;
 		END_CRIT_SECTION(); \
 	} while (0)
 
+/*
+ * The reader's side of the protocol: copy 'len' bytes at 'offset' in the
+ * slot, together with the slot's serial, as one consistent read, and return
+ * that serial (0: the slot was free).  The owner keeps the count odd only
+ * for a few stores inside a critical section, so the loop is short; it
+ * stays cancellable all the same.
+ */
+static uint64
+pgd_slot_copy(volatile PgdSlot *slot, size_t offset, size_t len, void *dest)
+{
+	for (;;)
+	{
+		uint32		before = slot->changecount;
+		uint64		serial;
+
+		pg_read_barrier();
+		serial = slot->serial;
+		memcpy(dest, (const char *) slot + offset, len);
+		pg_read_barrier();
+		if (slot->changecount == before && (before & 1) == 0)
+			return serial;
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 int
 pgd_registry_size(void)
 {
@@ -340,27 +365,13 @@ pgd_registry_read_declared(const PgdSessionSnapshot *snap,
 						   PgdDeclaredPool *declared)
 {
 	volatile PgdSlot *slot = &pgd_slots[snap->index].slot;
+	uint64		serial;
 
-	for (;;)
-	{
-		uint32		before = slot->changecount;
-		uint32		after;
-		uint64		serial;
-
-		pg_read_barrier();
-		serial = slot->serial;
-		memcpy(declared, (PgdDeclaredPool *) &slot->declared,
-			   sizeof(PgdDeclaredPool));
-		pg_read_barrier();
-		after = slot->changecount;
-		if (before == after && (before & 1) == 0)
-		{
-			declared->pool[NAMEDATALEN - 1] = '\0';
-			declared->instance[NAMEDATALEN - 1] = '\0';
-			return serial == snap->slot.serial;
-		}
-		CHECK_FOR_INTERRUPTS();
-	}
+	serial = pgd_slot_copy(slot, offsetof(PgdSlot, declared),
+						   sizeof(PgdDeclaredPool), declared);
+	declared->pool[NAMEDATALEN - 1] = '\0';
+	declared->instance[NAMEDATALEN - 1] = '\0';
+	return serial == snap->slot.serial;
 }
 
 /*
@@ -395,20 +406,7 @@ pgd_registry_read_slot(int index, PgdSessionSnapshot *snap)
 	if (slot->pid == 0)
 		return false;
 
-	for (;;)
-	{
-		uint32		before = slot->changecount;
-		uint32		after;
-
-		pg_read_barrier();
-		memcpy(&snap->slot, (PgdSlot *) slot, offsetof(PgdSlot, drain_serial));
-		pg_read_barrier();
-		after = slot->changecount;
-		if (before == after && (before & 1) == 0)
-			break;
-		/* The owner is mid-update; it finishes within a few instructions. */
-		CHECK_FOR_INTERRUPTS();
-	}
+	pgd_slot_copy(slot, 0, offsetof(PgdSlot, drain_serial), &snap->slot);
 	if (snap->slot.pid == 0)
 		return false;
 
@@ -611,21 +609,8 @@ pgd_registry_read_hold(int index, uint64 serial, PgdHoldStats *hold)
 {
 	volatile PgdSlot *slot = &pgd_slots[index].slot;
 
-	for (;;)
-	{
-		uint32		before = slot->changecount;
-		uint32		after;
-		uint64		copied_serial;
-
-		pg_read_barrier();
-		copied_serial = slot->serial;
-		memcpy(hold, (PgdHoldStats *) &slot->hold, sizeof(PgdHoldStats));
-		pg_read_barrier();
-		after = slot->changecount;
-		if (before == after && (before & 1) == 0)
-			return copied_serial == serial;
-		CHECK_FOR_INTERRUPTS();
-	}
+	return pgd_slot_copy(slot, offsetof(PgdSlot, hold),
+						 sizeof(PgdHoldStats), hold) == serial;
 }
 
 /* Copy one session completely: our slot, then core's status fields. */

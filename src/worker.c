@@ -230,22 +230,34 @@ pgd_worker_shmem_init(void)
 	}
 }
 
-void
-pgd_register_worker(void)
+/* Register one of the two workers; both run in this library. */
+static void
+pgd_register_bgworker(const char *function_name, const char *name)
 {
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
-	/* A "connection" to no database: the shared catalogs only. */
+	/* Each picks its database itself: the enforcer none, the writer one. */
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* ConsistentState: also on hot standbys. */
+	/*
+	 * ConsistentState: also on hot standbys, where sessions need enforcing
+	 * as much, and where the writer retires queued events it cannot write.
+	 */
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = 5;
 	strlcpy(worker.bgw_library_name, "pooldiag", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "pgd_enforcer_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "pooldiag enforcer", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "pooldiag enforcer", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function_name, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, name, BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
+}
+
+/* The enforcer (this file) and the event writer (writer.c). */
+void
+pgd_register_workers(void)
+{
+	pgd_register_bgworker("pgd_enforcer_main", "pooldiag enforcer");
+	pgd_register_bgworker("pgd_writer_main", "pooldiag writer");
 }
 
 /* Wake the enforcer now, e.g. after pooldiag.drain() marked sessions. */

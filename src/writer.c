@@ -87,23 +87,6 @@
 
 PGDLLEXPORT void pgd_writer_main(Datum main_arg);
 
-void
-pgd_register_writer(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* ConsistentState: also on hot standbys, to retire old events there. */
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 5;
-	strlcpy(worker.bgw_library_name, "pooldiag", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "pgd_writer_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "pooldiag writer", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "pooldiag writer", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
-}
-
 static void
 pgd_writer_set_state(PgdWorkerState state)
 {
